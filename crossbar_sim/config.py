@@ -1,0 +1,280 @@
+"""Scenario YAML -> typed, validated configuration.
+
+This is the only place where user input becomes configuration. Unknown keys and wrong types or values are
+rejected here with the key path in the message (``hardware.device.bits: expected an integer from 1 to 16,
+got 'four'``). Constructors store; :func:`bind` checks.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+import device_models
+from crossbar_sim.data import DATASETS
+from networks.activations import ACTIVATIONS
+
+
+class ConfigError(ValueError):
+    """A scenario problem; the message starts with the key path."""
+
+
+def spec(default=dataclasses.MISSING, *, lo=None, hi=None, choices=None, lo_open=False):
+    """A dataclass field with its allowed range or choices (checked by :func:`bind`)."""
+    meta = {"lo": lo, "hi": hi, "choices": choices, "lo_open": lo_open}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class DataConfig:
+    name: str = spec("digits", choices=DATASETS)
+    batch_size: int = spec(32, lo=1)
+    test_fraction: float = spec(0.2, lo=0.0, hi=1.0, lo_open=True)
+    dir: str | None = None
+    train_limit: int | None = spec(None, lo=1)
+    eval_batch_size: int = spec(500, lo=1)
+
+
+@dataclass
+class NetworkConfig:
+    kind: str = spec("layered", choices=("layered",))
+    sizes: list[int] = spec([64, 100, 10], lo=1)
+    activation: str = spec("hard_sigmoid", choices=ACTIVATIONS)
+    alpha: float | None = spec(None, lo=0.0, lo_open=True)
+
+
+@dataclass
+class EPConfig:
+    estimator: str = spec("centered", choices=("one_sided", "random_sign", "centered"))
+    beta: float = spec(0.5, lo=0.0, lo_open=True)
+    loss: str = spec("mse", choices=("mse", "cross_entropy"))
+    dynamics: str = spec("coordinate", choices=("euler", "fixed_point", "coordinate"))
+    free_steps: int = spec(20, lo=1)
+    nudge_steps: int = spec(8, lo=1)
+    tol: float = spec(1e-4, lo=0.0)
+    eps: float = spec(0.5, lo=0.0, hi=1.0, lo_open=True)
+    persistent: bool = False
+    fail_delta: float = spec(0.5, lo=0.0, lo_open=True)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = spec(10, lo=1)
+    lr: Union[float, list[float]] = spec(0.1, lo=0.0)
+
+
+@dataclass
+class TileConfig:
+    rows: int = spec(256, lo=1)
+    cols: int = spec(256, lo=1)
+    dac_bits: int = spec(8, lo=0, hi=24)
+    adc_bits: int = spec(8, lo=0, hi=24)
+    adc_range: float = spec(4.0, lo=0.0, lo_open=True)
+    w_max: float = spec(1.0, lo=0.0, lo_open=True)
+
+
+@dataclass
+class UpdateConfig:
+    rounding: str = spec("stochastic", choices=("round", "stochastic"))
+
+
+@dataclass
+class DeviceConfig:
+    """The device model's name and its parameters (bound against the model's own dataclass)."""
+
+    model: str = "ideal"
+    params: Any = None
+
+    def build(self) -> device_models.DeviceModel:
+        return device_models.get_model(self.model)(self.params)
+
+
+@dataclass
+class HardwareConfig:
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    tile: TileConfig = field(default_factory=TileConfig)
+    update: UpdateConfig = field(default_factory=UpdateConfig)
+
+
+@dataclass
+class Scenario:
+    name: str = "scenario"
+    seed: int = spec(0, lo=0)
+    data: DataConfig = field(default_factory=DataConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    ep: EPConfig = field(default_factory=EPConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
+    compare_ideal: bool = True
+
+    def check(self) -> None:
+        """Cross-field rules that no single key can check."""
+        sizes = self.network.sizes
+        if len(sizes) < (2 if self.ep.loss == "mse" else 3):
+            raise ConfigError(f"network.sizes: the {self.ep.loss} loss needs at least "
+                              f"{2 if self.ep.loss == 'mse' else 3} layers, got {sizes}")
+        n_mats = len(sizes) - 1
+        if isinstance(self.train.lr, list) and len(self.train.lr) != n_mats:
+            raise ConfigError(f"train.lr: expected one rate per weight matrix ({n_mats}), got {len(self.train.lr)}")
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        dev = self.hardware.device
+        out["hardware"]["device"] = {"model": dev.model, **dataclasses.asdict(dev.params)}
+        return out
+
+
+# ---- binding ----------------------------------------------------------------------------------------
+
+def _describe(tp, meta) -> str:
+    lo, hi, choices = meta.get("lo"), meta.get("hi"), meta.get("choices")
+    if choices:
+        return "one of " + ", ".join(map(str, choices))
+    noun = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
+    if lo is not None and hi is not None:
+        return f"{noun} from {lo} to {hi}" if not meta.get("lo_open") else f"{noun} in ({lo}, {hi}]"
+    if lo is not None:
+        return f"{noun} > {lo}" if meta.get("lo_open") else f"{noun} >= {lo}"
+    return noun
+
+
+def _scalar(tp, value, path, meta):
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }[tp]
+    if ok and tp in (int, float):
+        lo, hi = meta.get("lo"), meta.get("hi")
+        if lo is not None and (value < lo or (meta.get("lo_open") and value == lo)):
+            ok = False
+        if hi is not None and value > hi:
+            ok = False
+        if tp is float and value != value:
+            ok = False
+    if ok and meta.get("choices") and value not in meta["choices"]:
+        ok = False
+    if not ok:
+        raise ConfigError(f"{path}: expected {_describe(tp, meta)}, got {value!r}")
+    return float(value) if tp is float else value
+
+
+def _convert(tp, value, path, meta):
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _convert(option, value, path, meta)
+            except ConfigError as exc:
+                errors.append(str(exc).split(": ", 1)[1])
+        raise ConfigError(f"{path}: " + " or ".join(e.split(", got")[0] for e in errors) + f", got {value!r}")
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list) or not value:
+            raise ConfigError(f"{path}: expected a non-empty list of {_describe(item, {})}s, got {value!r}")
+        return [_convert(item, v, f"{path}[{i}]", meta) for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        return bind(tp, value, path)
+    return _scalar(tp, value, path, meta)
+
+
+def bind(cls, data, path: str = ""):
+    """Build the dataclass ``cls`` from a mapping, checking every key against its declared type and range."""
+    if cls is DeviceConfig:
+        return _bind_device(data, path)
+    prefix = f"{path}." if path else ""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path or 'scenario'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            raise ConfigError(f"{prefix}{key}: unknown key; known keys here: {', '.join(fields)}")
+    kwargs = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = _convert(hints[name], data[name], prefix + name, f.metadata)
+        elif dataclasses.is_dataclass(hints[name]):
+            kwargs[name] = bind(hints[name], {}, prefix + name)
+    return cls(**kwargs)
+
+
+def _bind_device(data, path):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping, got {data!r}")
+    data = dict(data)
+    name = data.pop("model", "ideal")
+    try:
+        model_cls = device_models.get_model(name)
+    except device_models.DeviceModelError as exc:
+        raise ConfigError(f"{path}.model: {exc}") from None
+    params_cls = model_cls.params_cls
+    hints = typing.get_type_hints(params_cls)
+    fields = {f.name for f in dataclasses.fields(params_cls)}
+    for key in data:
+        if key not in fields:
+            raise ConfigError(f"{path}.{key}: unknown parameter of device model {name!r}; known: {', '.join(sorted(fields))}")
+    kwargs = {k: _convert(hints[k], v, f"{path}.{k}", {}) for k, v in data.items()}
+    params = params_cls(**kwargs)
+    problems = params.check()
+    if problems:
+        key, message = problems[0]
+        raise ConfigError(f"{path}.{key}: {message}")
+    return DeviceConfig(model=name, params=params)
+
+
+def apply_override(raw: dict, assignment: str) -> None:
+    """Apply one ``--set key.path=value`` to the raw scenario mapping; the value is parsed as YAML."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment}: expected key.path=value")
+    key, text = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{'.'.join(parts[: i + 1])}: is not a mapping, cannot set {key}")
+    try:
+        node[parts[-1]] = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: cannot parse value {text!r} ({exc.problem})") from None
+
+
+def load_scenario(path: str | Path | None = None, overrides: list[str] = (), seed: int | None = None,
+                  raw: dict | None = None) -> Scenario:
+    """Read a scenario file (or a raw mapping), apply ``--set`` overrides and the seed, validate."""
+    if raw is None:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read scenario ({exc.strerror})") from None
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{path}:{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    raw = dict(raw)
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    if seed is not None:
+        raw["seed"] = seed
+    scenario = bind(Scenario, raw)
+    if scenario.hardware.device.params is None:
+        scenario.hardware.device = _bind_device({"model": scenario.hardware.device.model}, "hardware.device")
+    scenario.check()
+    return scenario

@@ -1,0 +1,161 @@
+"""A network on tiles, translated once into the settle kernel's arrays.
+
+:class:`Engine` owns the flat read-out buffers that every tile writes into, the layout offsets and the
+scratch space; :meth:`Engine.settle` runs one phase with one compiled call.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from crossbar_sim import kernels as K
+from crossbar_sim.rng import new_key
+from crossbar_sim.tiles import CrossbarArray, IdealArray, Periphery
+from device_models.base import DeviceModel
+from networks.layered import LayeredNetwork
+
+
+@dataclass
+class PhaseResult:
+    steps: int
+    delta: float       # largest |state change| in the last step
+    mean_delta: float  # mean |state change| in the last step
+    status: int
+
+
+class Engine:
+    """The relaxation machinery of one network on one kind of device.
+
+    Args:
+        network: topology and activation.
+        weights0: initial weights, one (n_in + 1, n_out) array per matrix, bias row last.
+        model: device model of every tile (``ideal`` gives exact float tiles and exact periphery).
+        periphery: tile size and converters.
+        rounding: pulse-count rounding of the write-back.
+        rng: generator for device sampling and noise keys.
+    """
+
+    def __init__(self, network: LayeredNetwork, weights0, model: DeviceModel, periphery: Periphery,
+                 rounding: str, rng: np.random.Generator):
+        self.network = network
+        self.model = model
+        self.hi = network.activation.bound
+        self.n = np.asarray(network.sizes, dtype=np.int64)
+        self.L = network.n_state_layers
+        self.M = len(network.sizes) - 1
+        self.loss = K.LOSS_MSE if network.readout == "state" else K.LOSS_CE
+        self.per = periphery.vector(model, self.hi)
+        self.periphery = periphery
+        shapes = [(int(a) + 1, int(b)) for a, b in zip(self.n[:-1], self.n[1:])]
+        self.woff = np.zeros(self.M + 1, dtype=np.int64)
+        self.wtoff = np.zeros(self.M + 1, dtype=np.int64)
+        wsize = wtsize = 0
+        for m, (r, c) in enumerate(shapes, start=1):
+            self.woff[m], self.wtoff[m] = wsize, wtsize
+            wsize += r * c
+            wtsize += (r - 1) * c
+        self.Wf = np.zeros(wsize, dtype=np.float32)
+        self.WTf = np.zeros(wtsize, dtype=np.float32)
+        self.arrays = []
+        for m, ((r, c), W0) in enumerate(zip(shapes, weights0), start=1):
+            W_view = self.Wf[self.woff[m]: self.woff[m] + r * c].reshape(r, c)
+            WT_view = self.WTf[self.wtoff[m]: self.wtoff[m] + (r - 1) * c].reshape(c, r - 1)
+            if model.ideal:
+                self.arrays.append(IdealArray(W0, W_view, WT_view))
+            else:
+                self.arrays.append(CrossbarArray(W0, model, periphery, rng, W_view, WT_view, rounding))
+        self._work: dict[int, np.ndarray] = {}
+        self.rng = rng
+
+    # ---- layout ------------------------------------------------------------------------------------
+
+    def state_offsets(self, batch: int) -> np.ndarray:
+        soff = np.zeros(self.L + 1, dtype=np.int64)
+        for l in range(1, self.L):
+            soff[l + 1] = soff[l] + batch * self.n[l]
+        return soff
+
+    def state_size(self) -> int:
+        """Units per sample over all state layers."""
+        return int(self.n[1: self.L + 1].sum())
+
+    def layers(self, S: np.ndarray, batch: int) -> list[np.ndarray]:
+        """Views (B, n_l) of the state layers 1..L in the flat state ``S``."""
+        soff = self.state_offsets(batch)
+        return [S[soff[l]: soff[l] + batch * self.n[l]].reshape(batch, self.n[l]) for l in range(1, self.L + 1)]
+
+    def to_flat(self, per_sample: np.ndarray) -> np.ndarray:
+        """(B, sum n_l) states, one row per sample, to the kernel's flat layer-major layout."""
+        out, start = [], 0
+        for l in range(1, self.L + 1):
+            out.append(per_sample[:, start: start + self.n[l]].ravel())
+            start += self.n[l]
+        return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
+
+    def from_flat(self, S: np.ndarray, batch: int) -> np.ndarray:
+        return np.concatenate(self.layers(S, batch), axis=1)
+
+    @property
+    def analog(self) -> bool:
+        return self.per[K.PER_ANALOG] != 0.0
+
+    def input_dac(self, x: np.ndarray) -> np.ndarray:
+        """The clamped input as the tiles see it (through the DAC), float32."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if not self.analog:
+            return x
+        xq = np.empty_like(x)
+        K.dac(x.ravel(), xq.ravel(), self.per[K.PER_DAC_STEPS], 0.0, self.hi)
+        return xq
+
+    # ---- phases ------------------------------------------------------------------------------------
+
+    def settle(self, xq, y, S, beta, steps, dynamics, tol, eps) -> PhaseResult:
+        """Relax the flat state ``S`` in place for one phase (``beta`` = 0 is the free phase)."""
+        B = xq.shape[0]
+        work = self._work.get(B)
+        if work is None:
+            work = self._work[B] = np.zeros(
+                K.work_size(B, list(self.n), self.periphery.rows, self.periphery.cols), dtype=np.float32)
+        Q = np.empty_like(S) if self.analog else S
+        cfg = np.array([K.DYNAMICS[dynamics], self.loss, steps, beta, eps, self.hi, tol], dtype=np.float64)
+        n_steps, delta, mean_delta, status, _ = K.settle(xq, y, S, Q, self.Wf, self.WTf, self.n, self.state_offsets(B),
+                                             self.woff, self.wtoff, cfg, self.per, new_key(self.rng),
+                                             np.uint64(0), work)
+        return PhaseResult(int(n_steps), float(delta), float(mean_delta), int(status))
+
+    def logits(self, s_last: np.ndarray) -> np.ndarray:
+        """Cross-entropy readout through the readout tile, (B, classes) float32."""
+        B = s_last.shape[0]
+        x = self.input_dac(s_last)
+        out = np.empty((B, int(self.n[-1])), dtype=np.float32)
+        blk = max(self.periphery.rows, self.periphery.cols)
+        xb = np.empty(B * (blk + 1), dtype=np.float32)
+        yb = np.empty(B * int(self.n.max()), dtype=np.float32)
+        V = self.Wf[self.woff[self.M]:].reshape(int(self.n[-2]) + 1, int(self.n[-1]))
+        K.mvm(x, V, out, False, self.periphery.rows, self.per, new_key(self.rng), np.uint64(0), xb, yb)
+        return out
+
+    def outputs(self, S: np.ndarray, batch: int) -> np.ndarray:
+        """What the prediction is read from: the output layer (MSE) or the readout logits (CE)."""
+        last = self.layers(S, batch)[-1]
+        return last if self.loss == K.LOSS_MSE else self.logits(last)
+
+    def reads_per_phase(self, steps: int, nudged: bool) -> int:
+        """Whole-matrix reads in one phase of ``steps`` steps (each is one MVM per sample)."""
+        per_step = 2 * (self.L - 1)
+        if self.loss == K.LOSS_CE and nudged:
+            per_step += 2
+        return 1 + steps * per_step
+
+    @property
+    def pulses(self) -> int:
+        return sum(a.pulses_total for a in self.arrays)
+
+    @property
+    def max_device_pulses(self) -> int:
+        return max(a.max_device_pulses for a in self.arrays)
+
+    def weights(self) -> list[np.ndarray]:
+        return [a.weights() for a in self.arrays]

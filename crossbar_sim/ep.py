@@ -1,0 +1,124 @@
+"""Equilibrium Propagation: phases of one batch and the local weight update they give.
+
+With ``g_m(s) = [s_{m-1}, x_max]^T s_m / B`` (the derivative of -E with respect to matrix m and its bias row,
+batch mean), the EP estimate of the negative loss gradient is
+
+* one-sided: ``(g(s^beta) - g(s^0)) / beta``;
+* random sign: the same with beta's sign drawn per batch (Scellier 2017, Gammell 2021);
+* centered: ``(g(s^+beta) - g(s^-beta)) / (2 beta)``, both nudged phases started from s^0 (Laborieux 2021).
+
+Each ``g_m`` needs only the two layers that matrix m joins: the rule is local. For the cross-entropy
+readout V (outside the dynamics) the nudged primitive holds ``-beta CE``, so its estimate is the mean of
+``-dCE/dV`` over the nudged phases.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from crossbar_sim import kernels as K
+from crossbar_sim.engine import Engine
+
+
+class SimulationError(RuntimeError):
+    """The relaxation went wrong (non-finite or not converging); the message names epoch, batch and phase."""
+
+
+@dataclass
+class BatchResult:
+    outputs: np.ndarray      # free-phase outputs (B, classes), for accuracy
+    free_state: np.ndarray   # (B, units) free equilibrium, per sample (for persistent particles)
+    steps: dict              # phase name -> steps used
+    reads: int               # whole-matrix reads (per sample)
+
+
+def outer_grads(engine: Engine, x: np.ndarray, layers: list[np.ndarray]) -> list[np.ndarray]:
+    """``g_m`` for the state matrices m = 1..L, float64 (n_{m-1} + 1, n_m)."""
+    B = x.shape[0]
+    below = [x] + layers[:-1]
+    grads = []
+    for a, b in zip(below, layers):
+        g = np.empty((a.shape[1] + 1, b.shape[1]))
+        g[:-1] = a.T.astype(np.float64) @ b.astype(np.float64) / B
+        g[-1] = engine.hi * b.mean(0)
+        grads.append(g)
+    return grads
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def readout_grad(engine: Engine, s_last: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``-dCE/dV`` at the last state layer, float64 (n_L + 1, classes)."""
+    err = y - softmax(engine.logits(s_last).astype(np.float64))
+    g = np.empty((s_last.shape[1] + 1, y.shape[1]))
+    g[:-1] = s_last.T.astype(np.float64) @ err / len(y)
+    g[-1] = engine.hi * err.mean(0)
+    return g
+
+
+class EPStep:
+    """Runs the phases of one batch and turns them into weight changes.
+
+    Args:
+        engine: the network on its tiles.
+        ep: the ``ep:`` block of the scenario (:class:`crossbar_sim.config.EPConfig`).
+    """
+
+    def __init__(self, engine: Engine, ep):
+        self.engine = engine
+        self.ep = ep
+
+    def _phase(self, name, xq, y, S, beta, steps, where):
+        ep = self.ep
+        res = self.engine.settle(xq, y, S, beta, steps, ep.dynamics, ep.tol, ep.eps)
+        if res.status == K.STATUS_NONFINITE:
+            raise SimulationError(f"{where}, {name} phase: a state became NaN or inf (step {res.steps}); "
+                                  "lower train.lr or check the weights")
+        # Read noise keeps single units moving, so divergence is judged on the mean change, not the largest.
+        if res.mean_delta > ep.fail_delta * self.engine.hi:
+            raise SimulationError(f"{where}, {name} phase: the relaxation did not converge (mean state change "
+                                  f"{res.mean_delta:.3g} in step {res.steps}, limit ep.fail_delta={ep.fail_delta})")
+        return res.steps
+
+    def estimate(self, x, y, S0, rng, where="") -> tuple[list[np.ndarray], BatchResult]:
+        """Free and nudged phases from the flat initial state ``S0``; returns the EP estimate per matrix.
+
+        Returns:
+            (estimate of -dL/dW per matrix, without learning rate; the batch's outputs and counters).
+        """
+        eng, ep = self.engine, self.ep
+        B = x.shape[0]
+        xq = eng.input_dac(x)
+        S = S0.copy()
+        steps = {"free": self._phase("free", xq, y, S, 0.0, ep.free_steps, where)}
+        free_layers = [l.copy() for l in eng.layers(S, B)]
+        outputs = eng.outputs(S, B)
+        if ep.estimator == "centered":
+            betas = [ep.beta, -ep.beta]
+        elif ep.estimator == "random_sign":
+            betas = [ep.beta if rng.random() < 0.5 else -ep.beta]
+        else:
+            betas = [ep.beta]
+        nudged = []
+        for beta in betas:
+            Sb = S.copy()
+            name = f"nudged(beta={beta:+g})"
+            steps[name] = self._phase(name, xq, y, Sb, beta, ep.nudge_steps, where)
+            nudged.append(eng.layers(Sb, B))
+        if len(betas) == 2:
+            gp, gm = outer_grads(eng, x, nudged[0]), outer_grads(eng, x, nudged[1])
+            est = [(a - b) / (2 * ep.beta) for a, b in zip(gp, gm)]
+        else:
+            gb, g0 = outer_grads(eng, x, nudged[0]), outer_grads(eng, x, free_layers)
+            est = [(a - b) / betas[0] for a, b in zip(gb, g0)]
+        if eng.loss == K.LOSS_CE:
+            est.append(sum(readout_grad(eng, layers[-1], y) for layers in nudged) / len(nudged))
+        reads = eng.reads_per_phase(steps["free"], False) + sum(
+            eng.reads_per_phase(v, True) for k, v in steps.items() if k != "free")
+        result = BatchResult(outputs, np.concatenate(free_layers, axis=1), steps, reads * B)
+        return est, result

@@ -1,0 +1,65 @@
+"""One scenario, end to end: data, the crossbar run, its ideal twin, and the run directory."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from crossbar_sim import report
+from crossbar_sim.config import Scenario
+from crossbar_sim.data import load_dataset
+from crossbar_sim.trainer import Trainer
+from device_models import get_model
+
+
+def _summary(trainer: Trainer, seconds: float) -> dict:
+    c = trainer.counters
+    last = c.history[-1]
+    return {
+        "test_accuracy": last["test_accuracy"],
+        "train_accuracy": last["train_accuracy"],
+        "wall_seconds": seconds,
+        "settle_steps": {"total": c.steps, "phases": c.phases,
+                         "mean_free": c.free_steps / max(c.free_phases, 1)},
+        "mvm_count": c.mvm,
+        "pulse_count": trainer.engine.pulses,
+        "max_device_pulses": trainer.engine.max_device_pulses,
+    }
+
+
+def run_scenario(scenario: Scenario, out: str | Path, progress: bool = True, echo=print) -> dict:
+    """Train the scenario's crossbar network (and its ideal twin when ``compare_ideal``); write ``out``.
+
+    Returns:
+        The metrics written to ``metrics.json``.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    report.write_config(out, scenario.to_dict())
+    d = scenario.data
+    dataset = load_dataset(d.name, data_dir=d.dir, test_fraction=d.test_fraction, seed=scenario.seed)
+    if d.train_limit:
+        from dataclasses import replace
+        dataset = replace(dataset, x_train=dataset.x_train[: d.train_limit], y_train=dataset.y_train[: d.train_limit])
+    model = scenario.hardware.device.build()
+    runs, metrics = {}, {"name": scenario.name, "seed": scenario.seed, "device": model.name}
+    plan = [("crossbar", model)]
+    if scenario.compare_ideal and not model.ideal:
+        plan.append(("ideal", get_model("ideal")()))
+    for name, m in plan:
+        start = time.perf_counter()
+        trainer = Trainer(scenario, dataset, m, label=name, progress=progress)
+        trainer.fit(on_epoch=lambda row, n=name: echo(
+            f"{n:8s} epoch {row['epoch']:3d}  train {row['train_accuracy']:.4f}  test {row['test_accuracy']:.4f}"))
+        runs[name] = trainer.counters.history
+        summary = _summary(trainer, time.perf_counter() - start)
+        if name == "crossbar":
+            metrics.update(summary)
+            metrics["history"] = runs[name]
+        else:
+            metrics["ideal"] = {**summary, "history": runs[name]}
+    report.write_metrics(out, metrics)
+    report.write_history(out, runs)
+    report.plot_accuracy(out, runs, f"{scenario.name}: {model.name}")
+    return metrics

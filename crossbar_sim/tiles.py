@@ -1,0 +1,141 @@
+"""Weight matrices on crossbar tiles: conductance pairs, periphery, programming and pulse write-back.
+
+A weight matrix with its bias row, shape (n_in + 1, n_out), is held as differential pairs,
+``W = (G+ - G-) / g_scale`` with ``g_scale = (g_max - g_min) / w_max``. The bias is one more crossbar row
+whose input line is driven at the DAC's full scale ``x_max`` for every read, so a bias is ``x_max`` times a
+conductance difference, learns by the same pulses and is read through the same periphery.
+
+Every array writes its read-out into views of the engine's flat buffers (``W`` and its transposed layout
+``WT``); the settle kernel reads only those, and they are refreshed from the conductances after each write.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from crossbar_sim import kernels as K
+from crossbar_sim.rng import new_key
+from crossbar_sim.writeback import write_pairs
+from device_models.base import DeviceModel
+
+
+@dataclass(frozen=True)
+class Periphery:
+    """Tile size and converters.
+
+    Attributes:
+        rows, cols: devices per tile; larger matrices are split and partial sums added after the ADC.
+        dac_bits: input DAC resolution in bits (0: exact inputs).
+        adc_bits: output ADC resolution in bits (0: exact outputs).
+        adc_range: ADC full scale, +-adc_range, in weight units (sum of weight times input over one tile).
+        w_max: largest weight a pair holds, reached at G+ = g_max, G- = g_min.
+    """
+
+    rows: int = 256
+    cols: int = 256
+    dac_bits: int = 8
+    adc_bits: int = 8
+    adc_range: float = 4.0
+    w_max: float = 1.0
+
+    def vector(self, model: DeviceModel, x_max: float) -> np.ndarray:
+        """The kernel's periphery array (``kernels.PER_*``) for tiles of ``model``; exact for the ideal model."""
+        per = np.zeros(K.N_PER)
+        per[K.PER_TILE_ROWS] = self.rows
+        per[K.PER_TILE_COLS] = self.cols
+        per[K.PER_X_MAX] = x_max
+        if model.ideal:
+            return per
+        per[K.PER_ANALOG] = 1.0
+        per[K.PER_DAC_STEPS] = 2 ** self.dac_bits - 1 if self.dac_bits > 0 else 0
+        per[K.PER_ADC_STEPS] = 2 ** self.adc_bits - 2 if self.adc_bits > 0 else 0
+        per[K.PER_ADC_RANGE] = self.adc_range
+        # Each weight is two devices with independent read noise; in weight units per unit input.
+        per[K.PER_READ_SIGMA] = math.sqrt(2.0) * model.read_sigma() / self.g_scale(model)
+        return per
+
+    def g_scale(self, model: DeviceModel) -> float:
+        """uS per weight unit."""
+        return (model.params.g_max - model.params.g_min) / self.w_max
+
+
+class IdealArray:
+    """Floating-point weights, updated exactly (the ideal twin's tiles)."""
+
+    def __init__(self, W0: np.ndarray, W_view: np.ndarray, WT_view: np.ndarray):
+        self.W = np.array(W0, dtype=np.float64)
+        self.W_view, self.WT_view = W_view, WT_view
+        self.pulses_total = 0
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.W_view[:] = self.W
+        self.WT_view[:] = self.W[: self.WT_view.shape[1]].T
+
+    def weights(self) -> np.ndarray:
+        return self.W.copy()
+
+    def apply(self, dW: np.ndarray, rng: np.random.Generator) -> int:
+        self.W += dW
+        self.refresh()
+        return 0
+
+    @property
+    def max_device_pulses(self) -> int:
+        return 0
+
+
+class CrossbarArray:
+    """One weight matrix on devices of ``model``: conductance pairs, their parameters and pulse counts.
+
+    Args:
+        W0: (R, C) initial weights, bias row last, programmed by direct setting (clipped to +-w_max).
+        model: the device model of every device.
+        periphery: tile and converter settings (``w_max`` sets the conductance scale).
+        rng: the run's generator, for the device-to-device sample.
+        W_view, WT_view: float32 read-out buffers of shape (R, C) and (C, R - 1).
+        rounding: ``round`` or ``stochastic`` pulse-count rounding.
+    """
+
+    def __init__(self, W0, model: DeviceModel, periphery: Periphery, rng, W_view, WT_view, rounding="stochastic"):
+        self.model = model
+        self.shape = W0.shape
+        self.W_view, self.WT_view = W_view, WT_view
+        self.g_scale = periphery.g_scale(model)
+        self.dw_step = model.params.nominal_step / self.g_scale
+        self.stochastic = rounding == "stochastic"
+        self.cap = 2 ** model.params.bits
+        n = W0.size
+        self.P = np.ascontiguousarray(model.sample(rng, 2 * n))
+        self.pulses = np.zeros(2 * n, dtype=np.int64)
+        self.pulses_total = 0
+        W = np.clip(W0, -periphery.w_max, periphery.w_max).ravel()
+        g_min = self.P[0]
+        target = np.concatenate([g_min[:n] + np.maximum(W, 0) * self.g_scale,
+                                 g_min[n:] + np.maximum(-W, 0) * self.g_scale])
+        self.G = model.program(target, self.P).astype(np.float64)
+        self.refresh()
+
+    def weights(self) -> np.ndarray:
+        """Effective weights (G+ - G-) / g_scale, shape (R, C), float64."""
+        n = self.G.size // 2
+        return ((self.G[:n] - self.G[n:]) / self.g_scale).reshape(self.shape)
+
+    def refresh(self) -> None:
+        W = self.weights()
+        self.W_view[:] = W
+        self.WT_view[:] = W[: self.WT_view.shape[1]].T
+
+    def apply(self, dW: np.ndarray, rng: np.random.Generator) -> int:
+        """Write ``dW`` as pulses (see :mod:`crossbar_sim.writeback`); returns the pulses sent."""
+        sent = write_pairs(np.ascontiguousarray(dW, dtype=np.float64), self.G, self.P, self.W_view, self.WT_view,
+                           self.pulses, self.dw_step, self.g_scale, self.stochastic, self.cap,
+                           self.model.params.write_noise, new_key(rng), self.model.pulse)
+        self.pulses_total += sent
+        return sent
+
+    @property
+    def max_device_pulses(self) -> int:
+        return int(self.pulses.max()) if self.pulses.size else 0

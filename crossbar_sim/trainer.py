@@ -1,0 +1,153 @@
+"""The training loop: epochs of EP batches on one engine, with evaluation and history.
+
+A Python driver owns the loop, allocation, progress and logging; each phase is one kernel call.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm import tqdm
+
+from crossbar_sim.config import Scenario
+from crossbar_sim.data import Dataset
+from crossbar_sim.engine import Engine
+from crossbar_sim.ep import EPStep
+from crossbar_sim.tiles import Periphery
+from device_models.base import DeviceModel
+from networks.activations import make_activation
+from networks.layered import LayeredNetwork
+
+STREAMS = ("init", "order", "device", "ep", "write")
+
+
+def streams(seed: int) -> dict[str, np.random.Generator]:
+    """Independent generators for each use, all derived from the run's one seed."""
+    children = np.random.SeedSequence(seed).spawn(len(STREAMS))
+    return {name: np.random.default_rng(child) for name, child in zip(STREAMS, children)}
+
+
+def build_network(scenario: Scenario) -> LayeredNetwork:
+    net = scenario.network
+    readout = "state" if scenario.ep.loss == "mse" else "softmax"
+    return LayeredNetwork(tuple(net.sizes), make_activation(net.activation, net.alpha), readout)
+
+
+def one_hot(y: np.ndarray, k: int) -> np.ndarray:
+    out = np.zeros((len(y), k), dtype=np.float32)
+    out[np.arange(len(y)), y] = 1.0
+    return out
+
+
+@dataclass
+class Counters:
+    """What a run spent: relaxation steps, matrix reads and pulses."""
+
+    phases: int = 0
+    steps: int = 0
+    free_steps: int = 0
+    free_phases: int = 0
+    mvm: int = 0
+    history: list = field(default_factory=list)
+
+
+class Trainer:
+    """Trains one network on one device model.
+
+    Args:
+        scenario: the validated scenario.
+        dataset: the data.
+        model: the device model (``ideal`` for the twin).
+        label: shown on the progress bar.
+    """
+
+    def __init__(self, scenario: Scenario, dataset: Dataset, model: DeviceModel, label: str = "", progress=True):
+        self.scenario = scenario
+        self.data = dataset
+        self.label = label
+        self.progress = progress
+        self.rng = streams(scenario.seed)
+        self.network = build_network(scenario)
+        if self.network.sizes[0] != dataset.n_features or self.network.sizes[-1] != dataset.n_classes:
+            from crossbar_sim.config import ConfigError
+            raise ConfigError(f"network.sizes: {dataset.name} needs {dataset.n_features} inputs and "
+                              f"{dataset.n_classes} outputs, got {list(self.network.sizes)}")
+        hw = scenario.hardware
+        t = hw.tile
+        periphery = Periphery(t.rows, t.cols, t.dac_bits, t.adc_bits, t.adc_range, t.w_max)
+        weights0 = self.network.init_weights(self.rng["init"])
+        self.engine = Engine(self.network, weights0, model, periphery, hw.update.rounding, self.rng["device"])
+        self.step = EPStep(self.engine, scenario.ep)
+        lr = scenario.train.lr
+        self.lrs = list(lr) if isinstance(lr, list) else [lr] * len(self.engine.arrays)
+        self.counters = Counters()
+        n_train = len(dataset.x_train)
+        self.particles = (np.zeros((n_train, self.engine.state_size()), dtype=np.float32)
+                          if scenario.ep.persistent else None)
+
+    def _train_epoch(self, epoch: int) -> float:
+        data, sc = self.data, self.scenario
+        x_all, y_all = data.x_train, data.y_train
+        bs = sc.data.batch_size
+        order = self.rng["order"].permutation(len(x_all))
+        n_batches = (len(order) + bs - 1) // bs
+        correct = 0
+        bar = tqdm(range(n_batches), desc=f"{self.label} epoch {epoch}/{sc.train.epochs}", leave=False,
+                   disable=not self.progress, unit="batch")
+        for b in bar:
+            idx = order[b * bs: (b + 1) * bs]
+            x = x_all[idx]
+            y = one_hot(y_all[idx], data.n_classes)
+            if self.particles is not None:
+                S0 = self.engine.to_flat(self.particles[idx])
+            else:
+                S0 = np.zeros(len(idx) * self.engine.state_size(), dtype=np.float32)
+            est, res = self.step.estimate(x, y, S0, self.rng["ep"], where=f"epoch {epoch}, batch {b + 1}")
+            for array, g, lr in zip(self.engine.arrays, est, self.lrs):
+                array.apply(lr * g, self.rng["write"])
+            if self.particles is not None:
+                self.particles[idx] = res.free_state
+            correct += int((res.outputs.argmax(1) == y_all[idx]).sum())
+            c = self.counters
+            c.phases += len(res.steps)
+            c.steps += sum(res.steps.values())
+            c.free_steps += res.steps["free"]
+            c.free_phases += 1
+            c.mvm += res.reads
+        return correct / len(order)
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> float:
+        """Accuracy of the free equilibrium's prediction on (x, y)."""
+        eng, ep = self.engine, self.scenario.ep
+        bs = self.scenario.data.eval_batch_size
+        correct = 0
+        for start in range(0, len(x), bs):
+            xb = x[start: start + bs]
+            B = len(xb)
+            S = np.zeros(B * eng.state_size(), dtype=np.float32)
+            dummy = np.zeros((B, self.data.n_classes), dtype=np.float32)
+            res = eng.settle(eng.input_dac(xb), dummy, S, 0.0, ep.free_steps, ep.dynamics, ep.tol, ep.eps)
+            self.counters.mvm += eng.reads_per_phase(res.steps, False) * B
+            correct += int((eng.outputs(S, B).argmax(1) == y[start: start + bs]).sum())
+        return correct / len(x)
+
+    def fit(self, on_epoch=None) -> list[dict]:
+        """Train for the scenario's epochs; returns the per-epoch history."""
+        start = time.perf_counter()
+        for epoch in range(1, self.scenario.train.epochs + 1):
+            train_acc = self._train_epoch(epoch)
+            test_acc = self.evaluate(self.data.x_test, self.data.y_test)
+            c = self.counters
+            row = {
+                "epoch": epoch,
+                "train_accuracy": train_acc,
+                "test_accuracy": test_acc,
+                "mean_free_steps": c.free_steps / max(c.free_phases, 1),
+                "pulses": self.engine.pulses,
+                "seconds": time.perf_counter() - start,
+            }
+            c.history.append(row)
+            if on_epoch:
+                on_epoch(row)
+        return self.counters.history

@@ -1,0 +1,114 @@
+"""Slow NumPy twins of the Numba kernels, written for clarity. Used only by the tests.
+
+Each twin takes the same arguments as its kernel (or their natural NumPy form) and draws its noise from the
+same counter-based stream (:mod:`crossbar_sim.rng`), so results agree to float rounding.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from crossbar_sim import kernels as K
+from crossbar_sim.rng import normal_np, uniform_np
+
+
+def dac(x, steps, lo, hi):
+    v = np.clip(x.astype(np.float64), lo, hi)
+    if steps <= 0:
+        return v.astype(np.float32)
+    return (lo + np.floor((v - lo) * steps / (hi - lo) + 0.5) * (hi - lo) / steps).astype(np.float32)
+
+
+def mvm(x, W, block, per, key, ctr):
+    """Returns (x @ W through the periphery, new counter); see :func:`crossbar_sim.kernels.mvm`."""
+    B, n_in = x.shape
+    n_rows, n_out = W.shape
+    x_aug = np.concatenate([x, np.full((B, n_rows - n_in), per[K.PER_X_MAX], np.float32)], axis=1)
+    if per[K.PER_ANALOG] == 0:
+        return x_aug.astype(np.float64) @ W.astype(np.float64), ctr
+    out = np.zeros((B, n_out))
+    steps, R = per[K.PER_ADC_STEPS], per[K.PER_ADC_RANGE]
+    for r0 in range(0, n_rows, block):
+        xs = x_aug[:, r0: r0 + block].astype(np.float64)
+        y = xs @ W[r0: r0 + block].astype(np.float64)
+        noise = normal_np(key, ctr + np.arange(B * n_out, dtype=np.uint64)).reshape(B, n_out)
+        y = y + per[K.PER_READ_SIGMA] * np.sqrt((xs ** 2).sum(1, keepdims=True)) * noise
+        if steps > 0:
+            q = 2 * R / steps
+            y = np.floor(np.clip(y, -R, R) / q + 0.5) * q
+        out += y
+        ctr += B * n_out
+    return out, ctr
+
+
+def settle(x, y, states, weights, dynamics, loss, T, beta, eps, hi, tol, per, key):
+    """Twin of :func:`crossbar_sim.kernels.settle` over lists of arrays.
+
+    Args:
+        states: list of (B, n_l) arrays, layers 1..L (copied, not modified).
+        weights: list of (n_in + 1, n_out) matrices, bias row last (readout last for cross-entropy).
+
+    Returns:
+        (final states, steps used, largest change in the last step).
+    """
+    s = [a.astype(np.float32).copy() for a in states]
+    L = len(s)
+    rows, cols = int(per[K.PER_TILE_ROWS]), int(per[K.PER_TILE_COLS])
+    analog = per[K.PER_ANALOG] != 0
+    dq = (lambda a: dac(a, per[K.PER_DAC_STEPS], 0.0, hi)) if analog else (lambda a: a)
+    q = [dq(a) for a in s]
+    ctr = 0
+
+    def read(inp, W, block):
+        nonlocal ctr
+        out, ctr = mvm(inp, np.ascontiguousarray(W), block, per, key, ctr)
+        return out
+
+    drive1 = read(x, weights[0], rows)
+
+    def drive(l):  # l is 1-based
+        pre = drive1.copy() if l == 1 else read(q[l - 2], weights[l - 1], rows)
+        if l < L:
+            pre = pre + read(q[l], weights[l][:-1].T, cols)
+        elif loss == K.LOSS_CE and beta != 0:
+            V = weights[L]
+            z = read(q[L - 1], V, rows)
+            p = np.exp(z - z.max(1, keepdims=True))
+            p /= p.sum(1, keepdims=True)
+            err = dac((y - p).astype(np.float32), per[K.PER_DAC_STEPS], -1.0, 1.0)
+            pre = pre + beta * read(err, V[:-1].T, cols)
+        return pre
+
+    def update(l, pre):
+        old = s[l - 1].astype(np.float64)
+        nudge = l == L and loss == K.LOSS_MSE and beta != 0
+        if dynamics == K.DYN_EULER:
+            v = old - eps * (old - pre) - (eps * beta * (old - y) if nudge else 0.0)
+        else:
+            v = (pre + beta * y) / (1 + beta) if nudge else pre
+        v = np.clip(v, 0.0, hi).astype(np.float32)
+        s[l - 1] = v
+        q[l - 1] = dq(v)
+        return np.abs(v.astype(np.float64) - old).max()
+
+    delta, steps = 0.0, 0
+    for t in range(T):
+        if dynamics == K.DYN_COORDINATE:
+            order = [l for l in range(1, L + 1) if l % 2 == 1] + [l for l in range(1, L + 1) if l % 2 == 0]
+            delta = max(update(l, drive(l)) for l in order)
+        else:
+            pres = [drive(l) for l in range(1, L + 1)]
+            delta = max(update(l, pres[l - 1]) for l in range(1, L + 1))
+        steps = t + 1
+        if delta < tol:
+            break
+    return s, steps, delta
+
+
+def pulse_counts(dW, dw_step, stochastic, cap, key):
+    """Twin of the pulse-count rounding in :func:`crossbar_sim.writeback.write_pairs`."""
+    x = dW / dw_step
+    if stochastic:
+        x = x + uniform_np(key, np.arange(dW.size, dtype=np.uint64)).reshape(dW.shape)
+    else:
+        x = x + 0.5
+    return np.clip(np.floor(x), -cap, cap).astype(np.int64)

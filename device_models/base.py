@@ -1,0 +1,152 @@
+"""The abstract device model that every memristive device plugs into.
+
+A model is three things:
+
+* a parameter dataclass (:class:`DeviceParams` or a subclass), every field documented with its unit;
+* :meth:`DeviceModel.sample`, which draws each device's own parameters once (device-to-device spread and
+  stuck faults) into a ``(N_PARAMS, n_devices)`` float64 array whose rows are named by ``ROW_*``;
+* a Numba-compiled scalar pulse response, :attr:`DeviceModel.pulse`, with the signature
+  ``pulse(g, n, P, k, write_noise, key, index) -> g_new``: apply ``n`` pulses (``n > 0`` potentiate,
+  ``n < 0`` depress) to device ``k`` whose conductance is ``g``, its parameters in column ``k`` of ``P``,
+  drawing cycle-to-cycle noise from the counter-based stream ``key`` at ``index, index + 1, ...``.
+
+The tile code depends only on this module. Invariants are checked when a model is constructed, so a bad
+parameter set fails before any simulation starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+ROW_G_MIN, ROW_G_MAX, ROW_STEP_UP, ROW_STEP_DOWN, ROW_STUCK = range(5)
+N_PARAMS = 5
+
+
+class DeviceModelError(ValueError):
+    """A device model or its parameters are invalid; the message names the model and the problem."""
+
+
+@dataclass(frozen=True)
+class DeviceParams:
+    """Parameters shared by every non-ideal device model.
+
+    Conductances are in microsiemens. Only ratios reach the network (weights are conductance differences
+    divided by the tile's scale), so the absolute values matter only for energy estimates.
+    """
+
+    g_min: float = 0.1
+    """Lowest conductance a device reaches, uS."""
+    g_max: float = 25.0
+    """Highest conductance a device reaches, uS."""
+    bits: int = 8
+    """Bit depth: 2**bits programmable levels; the nominal pulse step is (g_max - g_min) / (2**bits - 1)."""
+    up_down: float = 0.0
+    """Up/down asymmetry, dimensionless in (-1, 1): up steps are (1 + up_down), down steps (1 - up_down) times nominal."""
+    write_noise: float = 0.0
+    """Cycle-to-cycle noise: std of each pulse's step, relative to that step (dimensionless)."""
+    d2d: float = 0.0
+    """Device-to-device spread: relative std of each device's bounds and step sizes, sampled once (dimensionless)."""
+    read_noise: float = 0.0
+    """Read noise: std of a device's conductance at each read, relative to g_max - g_min, white (dimensionless)."""
+    stuck_fraction: float = 0.0
+    """Fraction of devices stuck (they ignore pulses), in [0, 1]."""
+    stuck_high: float = 0.5
+    """Of the stuck devices, the fraction stuck at g_max; the rest are stuck at g_min."""
+
+    def check(self) -> list[tuple[str, str]]:
+        """Return the problems with these values as (field, message) pairs; empty when valid."""
+        problems = []
+        if not (0.0 <= self.g_min < self.g_max):
+            problems.append(("g_max", f"expected 0 <= g_min < g_max, got g_min={self.g_min}, g_max={self.g_max}"))
+        if not (isinstance(self.bits, int) and 1 <= self.bits <= 16):
+            problems.append(("bits", f"expected an integer from 1 to 16, got {self.bits!r}"))
+        if not (-1.0 < self.up_down < 1.0):
+            problems.append(("up_down", f"expected a number in (-1, 1), got {self.up_down}"))
+        for name in ("write_noise", "d2d", "read_noise"):
+            if getattr(self, name) < 0:
+                problems.append((name, f"expected a number >= 0, got {getattr(self, name)}"))
+        for name in ("stuck_fraction", "stuck_high"):
+            if not (0.0 <= getattr(self, name) <= 1.0):
+                problems.append((name, f"expected a number in [0, 1], got {getattr(self, name)}"))
+        return problems
+
+    @property
+    def nominal_step(self) -> float:
+        """Nominal conductance step of one pulse, uS."""
+        return (self.g_max - self.g_min) / (2 ** self.bits - 1)
+
+
+class DeviceModel(ABC):
+    """Base of all device models. Subclasses set ``name``, ``params_cls`` and ``pulse``.
+
+    Subclasses are either abstract or final: they fill the hooks, they do not override the driver methods.
+    """
+
+    name: ClassVar[str]
+    params_cls: ClassVar[type] = DeviceParams
+    pulse: ClassVar[object]  # a numba.njit dispatcher, see the module docstring
+    ideal: ClassVar[bool] = False
+
+    def __init__(self, params=None, **overrides):
+        params = params if params is not None else self.params_cls()
+        if overrides:
+            params = dataclasses.replace(params, **overrides)
+        if not isinstance(params, self.params_cls):
+            raise DeviceModelError(f"{self.name}: expected {self.params_cls.__name__}, got {type(params).__name__}")
+        problems = params.check()
+        if problems:
+            raise DeviceModelError(f"{self.name}: " + "; ".join(f"{f}: {m}" for f, m in problems))
+        self.params = params
+
+    # ---- hooks -------------------------------------------------------------------------------------
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Draw the per-device parameters of ``n`` devices.
+
+        Each device's bounds and step sizes get an independent relative spread of std ``d2d`` (a normal
+        truncated so that steps stay positive and g_max stays above g_min), and a fraction ``stuck_fraction``
+        is marked stuck (row ``ROW_STUCK``: 0 free, 1 stuck).
+
+        Returns:
+            float64 array of shape (N_PARAMS, n).
+        """
+        p = self.params
+        P = np.empty((N_PARAMS, n))
+        spread = p.d2d * rng.standard_normal((4, n)) if p.d2d > 0 else np.zeros((4, n))
+        step = p.nominal_step
+        P[ROW_G_MIN] = p.g_min * np.maximum(1.0 + spread[0], 0.0)
+        P[ROW_G_MAX] = np.maximum(p.g_max * (1.0 + spread[1]), P[ROW_G_MIN] + step)
+        P[ROW_STEP_UP] = step * (1.0 + p.up_down) * np.maximum(1.0 + spread[2], 0.05)
+        P[ROW_STEP_DOWN] = step * (1.0 - p.up_down) * np.maximum(1.0 + spread[3], 0.05)
+        P[ROW_STUCK] = 0.0
+        if p.stuck_fraction > 0:
+            stuck = rng.random(n) < p.stuck_fraction
+            high = rng.random(n) < p.stuck_high
+            P[ROW_STUCK, stuck] = 1.0
+            P[ROW_G_MIN, stuck & high] = P[ROW_G_MAX, stuck & high]
+            P[ROW_G_MAX, stuck & ~high] = P[ROW_G_MIN, stuck & ~high]
+        return P
+
+    def program(self, target: np.ndarray, P: np.ndarray) -> np.ndarray:
+        """Direct setting: the conductance each device takes when told to go to ``target`` (uS).
+
+        The default clips to the device's own bounds; models with discrete levels round to them. Stuck devices
+        keep their stuck value.
+        """
+        g = np.clip(target, P[ROW_G_MIN], P[ROW_G_MAX])
+        return np.where(P[ROW_STUCK] > 0, P[ROW_G_MIN], g)
+
+    def read_sigma(self) -> float:
+        """Std of one device's conductance at a read, uS."""
+        return self.params.read_noise * (self.params.g_max - self.params.g_min)
+
+    def drift(self, g: np.ndarray, P: np.ndarray, seconds: float) -> np.ndarray:
+        """Conductance after ``seconds`` without pulses. The models here do not drift yet."""
+        return g
+
+    def describe(self) -> dict:
+        return {"model": self.name, **dataclasses.asdict(self.params)}

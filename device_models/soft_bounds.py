@@ -1,0 +1,38 @@
+"""``soft_bounds``: the step shrinks linearly as the conductance nears the bound it moves towards.
+
+The usual first-order model of filamentary RRAM and of aihwkit's ``SoftBoundsDevice`` (Fusi & Abbott 2007
+soft-bounded synapses): an up pulse changes G by ``2 * step_up * (g_max - G) / (g_max - g_min)``, a down pulse
+by ``2 * step_down * (G - g_min) / (g_max - g_min)``. Both equal the nominal step at mid-range, so ``bits``
+keeps its meaning there; ``up_down`` makes them differ, which biases a device towards the conductance where
+up and down steps balance.
+"""
+from __future__ import annotations
+
+from numba import njit
+
+from crossbar_sim.rng import normal
+from device_models.base import ROW_G_MAX, ROW_G_MIN, ROW_STEP_DOWN, ROW_STEP_UP, DeviceModel
+
+
+@njit(cache=True)
+def soft_bounds_pulse(g, n, P, k, write_noise, key, index):
+    """Apply ``n`` soft-bounded pulses to device ``k`` (see :mod:`device_models.base`)."""
+    lo = P[ROW_G_MIN, k]
+    hi = P[ROW_G_MAX, k]
+    span = hi - lo
+    for j in range(abs(n)):
+        if n > 0:
+            d = 2.0 * P[ROW_STEP_UP, k] * (hi - g) / span
+        else:
+            d = -2.0 * P[ROW_STEP_DOWN, k] * (g - lo) / span
+        if write_noise != 0.0:
+            d *= 1.0 + write_noise * normal(key, index + j)
+        g = min(max(g + d, lo), hi)
+    return g
+
+
+class SoftBounds(DeviceModel):
+    """Step proportional to the distance to the bound being approached."""
+
+    name = "soft_bounds"
+    pulse = soft_bounds_pulse

@@ -1,0 +1,123 @@
+"""Every Numba kernel against its NumPy twin."""
+import numpy as np
+import pytest
+
+from crossbar_sim import kernels as K
+from crossbar_sim import twins
+from crossbar_sim.rng import normal, normal_np, bits, bits_np, uniform, uniform_np
+from tests.conftest import periphery
+from tests.helpers.flat import pack, unpack
+from numba import njit
+
+
+@njit
+def _draw(key, n):
+    out = np.empty((3, n))
+    for i in range(n):
+        out[0, i] = float(bits(key, np.uint64(i)) >> np.uint64(11))
+        out[1, i] = uniform(key, np.uint64(i))
+        out[2, i] = normal(key, np.uint64(i))
+    return out
+
+
+def test_rng_kernels_match_twins():
+    key = np.uint64(0xDEADBEEF12345)
+    got = _draw(key, 1000)
+    idx = np.arange(1000, dtype=np.uint64)
+    np.testing.assert_array_equal(got[0], (bits_np(key, idx) >> np.uint64(11)).astype(np.float64))
+    np.testing.assert_array_equal(got[1], uniform_np(key, idx))
+    np.testing.assert_allclose(got[2], normal_np(key, idx), rtol=0, atol=1e-15)
+
+
+def test_dac_matches_twin(rng):
+    x = rng.uniform(-0.2, 1.2, 500).astype(np.float32)
+    for steps in (0, 3, 255):
+        out = np.empty_like(x)
+        K.dac(x, out, steps, 0.0, 1.0)
+        np.testing.assert_allclose(out, twins.dac(x, steps, 0.0, 1.0), atol=1e-7)
+    out = np.empty_like(x)
+    K.dac(x, out, 15, 0.0, 1.0)
+    assert len(np.unique(out)) <= 16 and out.min() >= 0 and out.max() <= 1
+
+
+@pytest.mark.parametrize("analog", [False, True], ids=["exact", "analog"])
+@pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])
+@pytest.mark.parametrize("block", [7, 300], ids=["split-tiles", "one-tile"])
+def test_mvm_matches_twin(rng, analog, bias, block):
+    B, n_in, n_out = 5, 20, 11
+    x = rng.random((B, n_in)).astype(np.float32)
+    W = rng.uniform(-0.3, 0.3, (n_in + int(bias), n_out)).astype(np.float32)
+    per = periphery(analog=analog, adc_bits=10, read_sigma=0.05, x_max=1.0)
+    key = np.uint64(99)
+    out = np.empty((B, n_out), np.float32)
+    xb = np.empty(B * (block + 1), np.float32)
+    yb = np.empty(B * n_out, np.float32)
+    ctr = K.mvm(x, W, out, False, block, per, key, np.uint64(10), xb, yb)
+    ref, ref_ctr = twins.mvm(x, W, block, per, key, 10)
+    assert int(ctr) == int(ref_ctr)
+    lsb = 2 * 4.0 / (2 ** 10 - 2)
+    # Float rounding may flip an ADC decision: allow one LSB on at most a few outputs.
+    diff = np.abs(out - ref)
+    assert (diff > 1e-4).mean() < 0.03 and diff.max() <= lsb + 1e-4
+    acc = out.copy()
+    K.mvm(x, W, acc, True, block, per, key, np.uint64(10), xb, yb)
+    np.testing.assert_allclose(acc, 2 * out, atol=1e-5)
+
+
+def test_mvm_read_noise_has_the_stated_std(rng):
+    B, n_in, n_out = 200, 50, 40
+    x = rng.random((B, n_in)).astype(np.float32)
+    W = np.zeros((n_in, n_out), np.float32)
+    per = periphery(analog=True, dac_bits=0, adc_bits=0, read_sigma=0.1)
+    out = np.empty((B, n_out), np.float32)
+    K.mvm(x, W, out, False, 256, per, np.uint64(5), np.uint64(0), np.empty(B * 257, np.float32), np.empty(B * n_out, np.float32))
+    z = out / (0.1 * np.linalg.norm(x, axis=1, keepdims=True))
+    assert abs(z.mean()) < 0.02 and abs(z.std() - 1) < 0.02
+
+
+CASES = [(dyn, loss) for dyn in ("euler", "fixed_point", "coordinate") for loss in ("mse", "cross_entropy")]
+
+
+@pytest.mark.parametrize("analog", [False, True], ids=["exact", "analog"])
+@pytest.mark.parametrize("dyn,loss", CASES, ids=[f"{d}-{l}" for d, l in CASES])
+def test_settle_matches_twin(small_net, dyn, loss, analog):
+    sizes, weights, x, y = small_net
+    B = x.shape[0]
+    L = len(sizes) - 1 if loss == "mse" else len(sizes) - 2
+    if loss == "cross_entropy":
+        y = np.eye(sizes[-1], dtype=np.float32)[np.arange(B) % sizes[-1]]
+    states = [np.random.default_rng(l).random((B, sizes[l])).astype(np.float32) * 0.5 for l in range(1, L + 1)]
+    per = periphery(analog=analog, adc_bits=12, dac_bits=10, read_sigma=0.01, rows=5, cols=4)
+    n, soff, S, Wf, WTf, woff, wtoff = pack(sizes, weights, states, B)
+    dyn_id, loss_id = K.DYNAMICS[dyn], K.LOSSES[loss]
+    cfg = np.array([dyn_id, loss_id, 12, 0.3, 0.5, 1.0, 1e-7])
+    xq = twins.dac(x, per[K.PER_DAC_STEPS], 0, 1) if analog else x
+    Q = np.empty_like(S) if analog else S
+    work = np.zeros(K.work_size(B, list(sizes), 5, 4), np.float32)
+    steps, delta, mean_delta, status, _ = K.settle(xq, y, S, Q, Wf, WTf, n, soff, woff, wtoff, cfg, per,
+                                                    np.uint64(3), np.uint64(0), work)
+    ref, ref_steps, ref_delta = twins.settle(xq, y, states, weights, dyn_id, loss_id, 12, 0.3, 0.5, 1.0, 1e-7,
+                                             per, np.uint64(3))
+    assert status == K.STATUS_OK and steps == ref_steps
+    got = unpack(S, sizes, L, B)
+    for a, b in zip(got, ref):
+        diff = np.abs(a - b)
+        # Exact reads agree to float rounding; analog reads may flip a converter LSB somewhere.
+        assert diff.max() < (1e-4 if not analog else 0.02), diff.max()
+        assert np.mean(diff > 1e-4) < (1e-9 if not analog else 0.05)
+
+
+def test_settle_stops_early_and_flags_nan(small_net):
+    sizes, weights, x, y = small_net
+    B = x.shape[0]
+    states = [np.zeros((B, s), np.float32) for s in sizes[1:]]
+    per = periphery(analog=False)
+    n, soff, S, Wf, WTf, woff, wtoff = pack(sizes, weights, states, B)
+    work = np.zeros(K.work_size(B, list(sizes), 256, 256), np.float32)
+    cfg = np.array([K.DYN_COORDINATE, K.LOSS_MSE, 500, 0.0, 0.5, 1.0, 1e-6])
+    steps, delta, _, status, _ = K.settle(x, y, S, S, Wf, WTf, n, soff, woff, wtoff, cfg, per, np.uint64(1), np.uint64(0), work)
+    assert status == K.STATUS_OK and steps < 500 and delta < 1e-6
+    Wf[3] = np.nan
+    S[:] = 0
+    _, _, _, status, _ = K.settle(x, y, S, S, Wf, WTf, n, soff, woff, wtoff, cfg, per, np.uint64(1), np.uint64(0), work)
+    assert status == K.STATUS_NONFINITE
