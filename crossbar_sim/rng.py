@@ -48,8 +48,12 @@ def _popcount(typingctx, x):
 
 @njit(inline="always", cache=True)
 def bits(key, index):
-    """SplitMix64 word number ``index`` of the stream ``key`` (both uint64)."""
-    z = key + index * _GOLDEN
+    """SplitMix64 word number ``index`` of the stream ``key``.
+
+    Pass integers: in Numba, uint64 mixed with int64 arithmetic silently becomes float64, so callers build
+    indices as ``base + np.uint64(j)``; both arguments are cast here so that a plain int64 is also right.
+    """
+    z = np.uint64(key) + np.uint64(index) * _GOLDEN
     z = (z ^ (z >> _S30)) * _M1
     z = (z ^ (z >> _S27)) * _M2
     return z ^ (z >> _S31)

@@ -14,11 +14,10 @@ import math
 import numpy as np
 from numba import njit
 
-from crossbar_sim.rng import uniform
+from crossbar_sim.rng import bits, uniform
 from device_models.base import ROW_G_MAX, ROW_G_MIN, ROW_STUCK
 
 _NOISE_STREAM = np.uint64(0x5DEECE66D)
-_PULSE_SHIFT = np.uint64(20)
 
 
 @njit(inline="always", cache=True)
@@ -75,7 +74,8 @@ def write_pairs(dW, G, P, W, WT, pulses, dw_step, g_scale, stochastic, cap, writ
             pulses[dev] += abs(m)
             total += abs(m)
             if P[ROW_STUCK, dev] == 0.0:
-                G[dev] = pulse_fn(G[dev], m, P, dev, write_noise, noise_key, np.uint64(dev) << _PULSE_SHIFT)
+                # Each device gets its own stream for this write; its pulses draw indices 0, 1, ...
+                G[dev] = pulse_fn(G[dev], m, P, dev, write_noise, bits(noise_key, np.uint64(dev)), np.uint64(0))
             w = (G[kp] - G[km]) / g_scale
             W[i, j] = w
             if i < n_t:

@@ -22,7 +22,7 @@ def linear_pulse(g, n, P, k, write_noise, key, index):
     if write_noise == 0.0:
         return min(max(g + abs(n) * step, lo), hi)
     for j in range(abs(n)):
-        g = min(max(g + step * (1.0 + write_noise * normal(key, index + j)), lo), hi)
+        g = min(max(g + step * (1.0 + write_noise * normal(key, index + np.uint64(j))), lo), hi)
     return g
 
 

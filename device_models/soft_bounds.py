@@ -8,6 +8,7 @@ up and down steps balance.
 """
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from crossbar_sim.rng import normal
@@ -26,7 +27,7 @@ def soft_bounds_pulse(g, n, P, k, write_noise, key, index):
         else:
             d = -2.0 * P[ROW_STEP_DOWN, k] * (g - lo) / span
         if write_noise != 0.0:
-            d *= 1.0 + write_noise * normal(key, index + j)
+            d *= 1.0 + write_noise * normal(key, index + np.uint64(j))
         g = min(max(g + d, lo), hi)
     return g
 
