@@ -7,6 +7,7 @@ got 'four'``). Constructors store; :func:`bind` checks.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -133,11 +134,17 @@ class Scenario:
 
 # ---- binding ----------------------------------------------------------------------------------------
 
+_NOUNS = {int: ("an integer", "integers"), float: ("a number", "numbers"), bool: ("true or false", "booleans"),
+          str: ("a string", "strings")}
+
+
 def _describe(tp, meta) -> str:
     lo, hi, choices = meta.get("lo"), meta.get("hi"), meta.get("choices")
     if choices:
         return "one of " + ", ".join(map(str, choices))
-    noun = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
+    noun = _NOUNS[tp][0] if tp in _NOUNS else str(tp)
+    lo = f"{lo:g}" if isinstance(lo, (int, float)) else lo
+    hi = f"{hi:g}" if isinstance(hi, (int, float)) else hi
     if lo is not None and hi is not None:
         return f"{noun} from {lo} to {hi}" if not meta.get("lo_open") else f"{noun} in ({lo}, {hi}]"
     if lo is not None:
@@ -145,7 +152,13 @@ def _describe(tp, meta) -> str:
     return noun
 
 
+_YAML12_EXP_FLOAT = re.compile(r"^[-+]?(\.\d+|\d+(\.\d*)?)[eE][-+]?\d+$")
+
+
 def _scalar(tp, value, path, meta):
+    if tp is float and isinstance(value, str) and _YAML12_EXP_FLOAT.match(value):
+        # PyYAML (YAML 1.1) reads 1e-3 as a string; YAML 1.2 and every user mean a number.
+        value = float(value)
     ok = {
         bool: isinstance(value, bool),
         int: isinstance(value, int) and not isinstance(value, bool),
@@ -181,11 +194,12 @@ def _convert(tp, value, path, meta):
                 return _convert(option, value, path, meta)
             except ConfigError as exc:
                 errors.append(str(exc).split(": ", 1)[1])
-        raise ConfigError(f"{path}: " + " or ".join(e.split(", got")[0] for e in errors) + f", got {value!r}")
+        wanted = " or ".join(e.split(", got")[0].removeprefix("expected ") for e in errors)
+        raise ConfigError(f"{path}: expected {wanted}, got {value!r}")
     if origin is list:
         (item,) = typing.get_args(tp)
         if not isinstance(value, list) or not value:
-            raise ConfigError(f"{path}: expected a non-empty list of {_describe(item, {})}s, got {value!r}")
+            raise ConfigError(f"{path}: expected a non-empty list of {_NOUNS[item][1]}, got {value!r}")
         return [_convert(item, v, f"{path}[{i}]", meta) for i, v in enumerate(value)]
     if dataclasses.is_dataclass(tp):
         return bind(tp, value, path)
@@ -228,7 +242,8 @@ def _bind_device(data, path):
     for key in data:
         if key not in fields:
             raise ConfigError(f"{path}.{key}: unknown parameter of device model {name!r}; known: {', '.join(sorted(fields))}")
-    kwargs = {k: _convert(hints[k], v, f"{path}.{k}", {}) for k, v in data.items()}
+    meta = {f.name: f.metadata for f in dataclasses.fields(params_cls)}
+    kwargs = {k: _convert(hints[k], v, f"{path}.{k}", meta[k]) for k, v in data.items()}
     params = params_cls(**kwargs)
     problems = params.check()
     if problems:

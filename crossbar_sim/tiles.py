@@ -71,8 +71,10 @@ class IdealArray:
         self.refresh()
 
     def refresh(self) -> None:
-        self.W_view[:] = self.W
-        self.WT_view[:] = self.W[: self.WT_view.shape[1]].T
+        # An overflow to inf is caught by the settle kernel, which names the epoch and batch.
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.W_view[:] = self.W
+            self.WT_view[:] = self.W[: self.WT_view.shape[1]].T
 
     def weights(self) -> np.ndarray:
         return self.W.copy()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -34,6 +34,9 @@ class DeviceModelError(ValueError):
 class DeviceParams:
     """Parameters shared by every non-ideal device model.
 
+    A field's ``metadata`` may give ``lo``/``hi`` bounds that the scenario loader reports in its messages;
+    :meth:`check` is the authority on validity.
+
     Conductances are in microsiemens. Only ratios reach the network (weights are conductance differences
     divided by the tile's scale), so the absolute values matter only for energy estimates.
     """
@@ -42,7 +45,7 @@ class DeviceParams:
     """Lowest conductance a device reaches, uS."""
     g_max: float = 25.0
     """Highest conductance a device reaches, uS."""
-    bits: int = 8
+    bits: int = field(default=8, metadata={"lo": 1, "hi": 16})
     """Bit depth: 2**bits programmable levels; the nominal pulse step is (g_max - g_min) / (2**bits - 1)."""
     up_down: float = 0.0
     """Up/down asymmetry, dimensionless in (-1, 1): up steps are (1 + up_down), down steps (1 - up_down) times nominal."""
