@@ -9,6 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import numba
+
+from crossbar_sim import blas
 from crossbar_sim import kernels as K
 from crossbar_sim.rng import new_key
 from crossbar_sim.tiles import CrossbarArray, IdealArray, Periphery
@@ -18,9 +21,10 @@ from networks.layered import LayeredNetwork
 
 @dataclass
 class PhaseResult:
-    steps: int
-    delta: float       # largest |state change| in the last step
-    mean_delta: float  # mean |state change| in the last step
+    steps: int         # steps of the longest-running sample
+    sample_steps: int  # steps summed over the samples (each stops on its own at the tolerance)
+    delta: float       # largest |state change| in a sample's last step
+    mean_delta: float  # mean |state change| in the samples' last steps
     status: int
 
 
@@ -114,27 +118,26 @@ class Engine:
     def settle(self, xq, y, S, beta, steps, dynamics, tol, eps) -> PhaseResult:
         """Relax the flat state ``S`` in place for one phase (``beta`` = 0 is the free phase)."""
         B = xq.shape[0]
-        work = self._work.get(B)
+        chunks = max(1, min(numba.get_num_threads(), B))
+        work = self._work.get((B, chunks))
         if work is None:
-            work = self._work[B] = np.zeros(
-                K.work_size(B, list(self.n), self.periphery.rows, self.periphery.cols), dtype=np.float32)
+            work = self._work[(B, chunks)] = np.zeros(K.work_size(B, list(self.n), chunks), dtype=np.float32)
         Q = np.empty_like(S) if self.analog else S
         cfg = np.array([K.DYNAMICS[dynamics], self.loss, steps, beta, eps, self.hi, tol], dtype=np.float64)
-        n_steps, delta, mean_delta, status, _ = K.settle(xq, y, S, Q, self.Wf, self.WTf, self.n, self.state_offsets(B),
-                                             self.woff, self.wtoff, cfg, self.per, new_key(self.rng),
-                                             np.uint64(0), work)
-        return PhaseResult(int(n_steps), float(delta), float(mean_delta), int(status))
+        with blas.limit_threads(1):
+            out = K.settle(xq, y, S, Q, self.Wf, self.WTf, self.n, self.state_offsets(B), self.woff, self.wtoff,
+                           cfg, self.per, new_key(self.rng), np.uint64(0), work, chunks)
+        return PhaseResult(*out)
 
     def logits(self, s_last: np.ndarray) -> np.ndarray:
         """Cross-entropy readout through the readout tile, (B, classes) float32."""
         B = s_last.shape[0]
         x = self.input_dac(s_last)
         out = np.empty((B, int(self.n[-1])), dtype=np.float32)
-        blk = max(self.periphery.rows, self.periphery.cols)
-        xb = np.empty(B * (blk + 1), dtype=np.float32)
+        xb = np.empty(B, dtype=np.float32)
         yb = np.empty(B * int(self.n.max()), dtype=np.float32)
         V = self.Wf[self.woff[self.M]:].reshape(int(self.n[-2]) + 1, int(self.n[-1]))
-        K.mvm(x, V, out, False, self.periphery.rows, self.per, new_key(self.rng), np.uint64(0), xb, yb)
+        K.mvm(x, V, out, False, self.periphery.rows, self.per, new_key(self.rng), np.uint64(0), 0, B, xb, yb)
         return out
 
     def outputs(self, S: np.ndarray, batch: int) -> np.ndarray:
@@ -142,12 +145,13 @@ class Engine:
         last = self.layers(S, batch)[-1]
         return last if self.loss == K.LOSS_MSE else self.logits(last)
 
-    def reads_per_phase(self, steps: int, nudged: bool) -> int:
-        """Whole-matrix reads in one phase of ``steps`` steps (each is one MVM per sample)."""
+    def mvms(self, res: PhaseResult, batch: int, nudged: bool) -> int:
+        """Matrix-vector products of one phase: the input's read per sample, then every read of every step
+        each sample took (a converged sample stops reading)."""
         per_step = 2 * (self.L - 1)
         if self.loss == K.LOSS_CE and nudged:
             per_step += 2
-        return 1 + steps * per_step
+        return batch + res.sample_steps * per_step
 
     @property
     def pulses(self) -> int:

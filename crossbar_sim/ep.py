@@ -29,8 +29,8 @@ class SimulationError(RuntimeError):
 class BatchResult:
     outputs: np.ndarray      # free-phase outputs (B, classes), for accuracy
     free_state: np.ndarray   # (B, units) free equilibrium, per sample (for persistent particles)
-    steps: dict              # phase name -> steps used
-    reads: int               # whole-matrix reads (per sample)
+    steps: dict              # phase name -> steps of its longest-running sample
+    mvms: int                # matrix-vector products of the batch, all phases and readouts
 
 
 def outer_grads(engine: Engine, x: np.ndarray, layers: list[np.ndarray]) -> list[np.ndarray]:
@@ -83,7 +83,7 @@ class EPStep:
         if res.mean_delta > ep.fail_delta * self.engine.hi:
             raise SimulationError(f"{where}, {name} phase: the relaxation did not converge (mean state change "
                                   f"{res.mean_delta:.3g} in step {res.steps}, limit ep.fail_delta={ep.fail_delta})")
-        return res.steps
+        return res
 
     def estimate(self, x, y, S0, rng, where="") -> tuple[list[np.ndarray], BatchResult]:
         """Free and nudged phases from the flat initial state ``S0``; returns the EP estimate per matrix.
@@ -95,7 +95,9 @@ class EPStep:
         B = x.shape[0]
         xq = eng.input_dac(x)
         S = S0.copy()
-        steps = {"free": self._phase("free", xq, y, S, 0.0, ep.free_steps, where)}
+        free = self._phase("free", xq, y, S, 0.0, ep.free_steps, where)
+        steps = {"free": free.steps}
+        mvms = eng.mvms(free, B, nudged=False)
         free_layers = [l.copy() for l in eng.layers(S, B)]
         outputs = eng.outputs(S, B)
         if ep.estimator == "centered":
@@ -108,7 +110,9 @@ class EPStep:
         for beta in betas:
             Sb = S.copy()
             name = f"nudged(beta={beta:+g})"
-            steps[name] = self._phase(name, xq, y, Sb, beta, ep.nudge_steps, where)
+            res = self._phase(name, xq, y, Sb, beta, ep.nudge_steps, where)
+            steps[name] = res.steps
+            mvms += eng.mvms(res, B, nudged=True)
             nudged.append(eng.layers(Sb, B))
         if len(betas) == 2:
             gp, gm = outer_grads(eng, x, nudged[0]), outer_grads(eng, x, nudged[1])
@@ -118,7 +122,6 @@ class EPStep:
             est = [(a - b) / betas[0] for a, b in zip(gb, g0)]
         if eng.loss == K.LOSS_CE:
             est.append(sum(readout_grad(eng, layers[-1], y) for layers in nudged) / len(nudged))
-        reads = eng.reads_per_phase(steps["free"], False) + sum(
-            eng.reads_per_phase(v, True) for k, v in steps.items() if k != "free")
-        result = BatchResult(outputs, np.concatenate(free_layers, axis=1), steps, reads * B)
+            mvms += B * (1 + len(nudged))  # the readout's reads for the prediction and the updates
+        result = BatchResult(outputs, np.concatenate(free_layers, axis=1), steps, mvms)
         return est, result

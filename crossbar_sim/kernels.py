@@ -20,8 +20,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
+from crossbar_sim.blas import gemm_rows
 from crossbar_sim.rng import normal
 
 PER_ANALOG, PER_DAC_STEPS, PER_ADC_STEPS, PER_ADC_RANGE, PER_READ_SIGMA, PER_TILE_ROWS, PER_TILE_COLS, PER_X_MAX = range(8)
@@ -53,7 +54,7 @@ def dac(src, dst, steps, lo, hi):
 
 
 @njit(cache=True)
-def mvm(x, W, out, accumulate, block, per, key, ctr, xb, yb):
+def mvm(x, W, out, accumulate, block, per, key, ctr, row0, B_total, xb, yb):
     """One read of a crossbar matrix: ``out (+)= x @ W`` through the periphery.
 
     Args:
@@ -63,7 +64,9 @@ def mvm(x, W, out, accumulate, block, per, key, ctr, xb, yb):
         block: rows per physical tile in this direction (tile rows forward, tile columns backward).
         per: periphery vector. With ``per[PER_ANALOG] == 0`` the read is an exact float product.
         key, ctr: noise stream and the index of its first draw (uint64).
-        xb, yb: flat float32 scratch of at least B * block and B * n_out elements.
+        row0, B_total: ``x`` holds rows ``row0 ..`` of a batch of ``B_total``. Noise is indexed by the row in the
+            whole batch, so a row's draws do not depend on how the batch is split between threads.
+        xb: flat float32 scratch of at least B elements; yb: at least B * n_out elements.
 
     Returns:
         The noise counter after this read.
@@ -76,16 +79,9 @@ def mvm(x, W, out, accumulate, block, per, key, ctr, xb, yb):
     B, n_in = x.shape
     n_rows, n_out = W.shape
     has_bias = n_rows > n_in
-    x_max = per[PER_X_MAX]
+    x_max = np.float32(per[PER_X_MAX])
     if per[PER_ANALOG] == 0.0:
-        if accumulate:
-            y = yb[: B * n_out].reshape(B, n_out)
-            np.dot(x, W[:n_in], y)
-            for b in range(B):
-                for j in range(n_out):
-                    out[b, j] += y[b, j]
-        else:
-            np.dot(x, W[:n_in], out)
+        gemm_rows(x, 0, n_in, W, 0, out, 1.0 if accumulate else 0.0)
         if has_bias:
             for b in range(B):
                 for j in range(n_out):
@@ -93,42 +89,51 @@ def mvm(x, W, out, accumulate, block, per, key, ctr, xb, yb):
         return ctr
     sigma = per[PER_READ_SIGMA]
     adc_steps = per[PER_ADC_STEPS]
-    rng_ = per[PER_ADC_RANGE]
-    q = 2.0 * rng_ / adc_steps if adc_steps > 0 else 0.0
+    R = np.float32(per[PER_ADC_RANGE])
+    q = np.float32(2.0 * per[PER_ADC_RANGE] / adc_steps if adc_steps > 0 else 0.0)
+    inv_q = np.float32(1.0 / q if adc_steps > 0 else 0.0)
+    ys = yb[: B * n_out].reshape(B, n_out)
+    scale = xb[:B]
     first = not accumulate
     for r0 in range(0, n_rows, block):
         r1 = min(r0 + block, n_rows)
-        m = r1 - r0
-        xs = xb[: B * m].reshape(B, m)
+        c1 = min(r1, n_in)  # the bias row, when in this tile, is added below rather than multiplied
+        bias_here = has_bias and r1 > n_in
+        gemm_rows(x, r0, c1, W, r0, ys, 0.0)
         for b in range(B):
-            for i in range(m):
-                xs[b, i] = x[b, r0 + i] if r0 + i < n_in else x_max
-        ys = yb[: B * n_out].reshape(B, n_out)
-        np.dot(xs, W[r0:r1], ys)
+            ss = x_max * x_max if bias_here else np.float32(0.0)
+            for i in range(r0, c1):
+                ss += x[b, i] * x[b, i]
+            scale[b] = sigma * math.sqrt(ss)
         for b in range(B):
-            scale = 0.0
+            row = ys[b]
+            if bias_here:
+                for j in range(n_out):
+                    row[j] += x_max * W[n_in, j]
             if sigma > 0.0:
-                ss = 0.0
-                for i in range(m):
-                    ss += xs[b, i] * xs[b, i]
-                scale = sigma * math.sqrt(ss)
-            base = ctr + np.uint64(b * n_out)
-            for j in range(n_out):
-                v = ys[b, j] + scale * normal(key, base + np.uint64(j))
-                if q > 0.0:
-                    v = math.floor(min(max(v, -rng_), rng_) / q + 0.5) * q
-                if first:
-                    out[b, j] = v
-                else:
-                    out[b, j] += v
-        ctr += np.uint64(B * n_out)
+                sb = scale[b]
+                base = ctr + np.uint64((row0 + b) * n_out)
+                for j in range(n_out):
+                    row[j] += sb * normal(key, base + np.uint64(j))
+            if q > 0.0:
+                for j in range(n_out):
+                    row[j] = math.floor(min(max(row[j], -R), R) * inv_q + np.float32(0.5)) * q
+            dst = out[b]
+            if first:
+                for j in range(n_out):
+                    dst[j] = row[j]
+            else:
+                for j in range(n_out):
+                    dst[j] += row[j]
+        ctr += np.uint64(B_total * n_out)
         first = False
     return ctr
 
 
 @njit(cache=True)
-def _layer(S, soff, n, l, B):
-    return S[soff[l]: soff[l] + B * n[l]].reshape(B, n[l])
+def _rows(A, off, width, b0, b1):
+    """Rows b0..b1 of the (B, width) block of flat ``A`` that starts at ``off``."""
+    return A[off + b0 * width: off + b1 * width].reshape(b1 - b0, width)
 
 
 @njit(cache=True)
@@ -137,29 +142,30 @@ def _weights(Wf, off, rows, cols):
 
 
 @njit(cache=True)
-def _drive(l, L, M, x, Q, S, Wf, WTf, n, soff, woff, wtoff, drive1, pre, y, beta, loss, per, key, ctr, xb, yb, ce):
-    """Everything that pushes on layer ``l``: input from below, feedback from above, and the CE nudge.
-
-    Writes the (B, n[l]) pre-activation into ``pre`` and returns the noise counter.
-    """
-    B = x.shape[0]
+def _drive(l, c, x, y, Q, Wf, WTf, n, soff, woff, wtoff, drive1, pre, beta, loss, per, key, ctr, xb, yb, ce):
+    """Everything that pushes on layer ``l`` for rows ``c = (b0, b1, B)``: input from below, feedback from
+    above, and the cross-entropy nudge. Writes the pre-activation into ``pre``; returns the noise counter."""
+    b0, b1, B = c
+    Bc = b1 - b0
+    L = soff.size - 1
+    M = woff.size - 1
     rows = int(per[PER_TILE_ROWS])
     cols = int(per[PER_TILE_COLS])
     if l == 1:
         pre[:, :] = drive1
     else:
-        ctr = mvm(_layer(Q, soff, n, l - 1, B), _weights(Wf, woff[l], n[l - 1] + 1, n[l]), pre, False,
-                  rows, per, key, ctr, xb, yb)
+        ctr = mvm(_rows(Q, soff[l - 1], n[l - 1], b0, b1), _weights(Wf, woff[l], n[l - 1] + 1, n[l]), pre, False,
+                  rows, per, key, ctr, b0, B, xb, yb)
     if l < L:
-        ctr = mvm(_layer(Q, soff, n, l + 1, B), _weights(WTf, wtoff[l + 1], n[l + 1], n[l]), pre, True,
-                  cols, per, key, ctr, xb, yb)
+        ctr = mvm(_rows(Q, soff[l + 1], n[l + 1], b0, b1), _weights(WTf, wtoff[l + 1], n[l + 1], n[l]), pre, True,
+                  cols, per, key, ctr, b0, B, xb, yb)
     elif loss == LOSS_CE and beta != 0.0:
         # Softmax readout outside the dynamics (Laborieux 2021): the nudge is beta * (y - p) @ V^T.
         k = n[M]
-        logits = ce[: B * k].reshape(B, k)
-        ctr = mvm(_layer(Q, soff, n, L, B), _weights(Wf, woff[M], n[L] + 1, k), logits, False,
-                  rows, per, key, ctr, xb, yb)
-        for b in range(B):
+        logits = ce[: Bc * k].reshape(Bc, k)
+        ctr = mvm(_rows(Q, soff[L], n[L], b0, b1), _weights(Wf, woff[M], n[L] + 1, k), logits, False,
+                  rows, per, key, ctr, b0, B, xb, yb)
+        for b in range(Bc):
             mx = logits[b, 0]
             for j in range(1, k):
                 mx = max(mx, logits[b, j])
@@ -169,29 +175,32 @@ def _drive(l, L, M, x, Q, S, Wf, WTf, n, soff, woff, wtoff, drive1, pre, y, beta
                 z += logits[b, j]
             for j in range(k):
                 logits[b, j] = y[b, j] - logits[b, j] / z
-        err = ce[B * k: 2 * B * k]
+        err = ce[Bc * k: 2 * Bc * k]
         dac(logits.ravel(), err, per[PER_DAC_STEPS], -1.0, 1.0)
-        fb = ce[2 * B * k: 2 * B * k + B * n[L]].reshape(B, n[L])
-        ctr = mvm(err.reshape(B, k), _weights(WTf, wtoff[M], k, n[L]), fb, False, cols, per, key, ctr, xb, yb)
-        for b in range(B):
+        fb = ce[2 * Bc * k: 2 * Bc * k + Bc * n[L]].reshape(Bc, n[L])
+        ctr = mvm(err.reshape(Bc, k), _weights(WTf, wtoff[M], k, n[L]), fb, False, cols, per, key, ctr, b0, B, xb, yb)
+        for b in range(Bc):
             for j in range(n[L]):
                 pre[b, j] += beta * fb[b, j]
     return ctr
 
 
 @njit(cache=True)
-def _update(s, pre, y, nudge_out, dyn, beta, eps, hi):
-    """Move one layer towards its block minimum. Returns (largest |change|, sum of |change|, any non-finite input)."""
+def _update(s, pre, y, nudge_out, dyn, beta, eps, hi, frozen, rowmax, rowsum):
+    """Move the unfrozen rows of one layer towards the block minimum; track each row's largest and summed
+    |change| in ``rowmax`` and ``rowsum``. Returns whether any pre-activation was non-finite."""
     B, m = s.shape
-    delta = 0.0
-    total = 0.0
     bad = False
     for b in range(B):
+        if frozen[b]:
+            continue
+        dmax = rowmax[b]
+        dsum = 0.0
+        row, prow = s[b], pre[b]
         for j in range(m):
-            p = pre[b, j]
-            if not math.isfinite(p):
-                bad = True
-            old = s[b, j]
+            p = prow[j]
+            bad |= not math.isfinite(p)
+            old = row[j]
             if dyn == DYN_EULER:
                 v = old - eps * (old - p)
                 if nudge_out:
@@ -202,16 +211,118 @@ def _update(s, pre, y, nudge_out, dyn, beta, eps, hi):
                 v = p
             v = min(max(v, 0.0), hi)
             d = abs(v - old)
-            total += d
-            if d > delta:
-                delta = d
-            s[b, j] = v
-    return delta, total, bad
+            dsum += d
+            dmax = max(dmax, d)
+            row[j] = v
+        rowmax[b] = dmax
+        rowsum[b] += dsum
+    return bad
 
 
 @njit(cache=True)
-def settle(x, y, S, Q, Wf, WTf, n, soff, woff, wtoff, cfg, per, key, ctr, work):
+def _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, woff, wtoff, cfg, per, key, ctr, work, stats):
+    """The settle loop for batch rows b0..b1 (one thread's share); results go into ``stats`` (see settle)."""
+    dyn = int(cfg[CFG_DYN])
+    loss = int(cfg[CFG_LOSS])
+    T = int(cfg[CFG_T])
+    beta = cfg[CFG_BETA]
+    eps = cfg[CFG_EPS]
+    hi = cfg[CFG_HI]
+    tol = cfg[CFG_TOL]
+    B = x.shape[0]
+    Bc = b1 - b0
+    c = (b0, b1, B)
+    L = soff.size - 1
+    analog = per[PER_ANALOG] != 0.0
+    dac_steps = per[PER_DAC_STEPS]
+    nmax = 0
+    units = 0
+    for i in range(n.size):
+        nmax = max(nmax, n[i])
+    for l in range(1, L + 1):
+        units += n[l]
+    # Scratch: pre-activations of every layer (layer-major, like S), layer-1 drive, converter and CE buffers.
+    poff = np.zeros(L + 1, np.int64)
+    for l in range(1, L):
+        poff[l + 1] = poff[l] + Bc * n[l]
+    o = poff[L] + Bc * n[L]
+    pre_all = work[:o]
+    drive1 = work[o: o + Bc * n[1]].reshape(Bc, n[1])
+    o += Bc * n[1]
+    xb = work[o: o + Bc]
+    o += Bc
+    yb = work[o: o + Bc * nmax]
+    o += Bc * nmax
+    ce = work[o: o + 3 * Bc * nmax]
+    o += 3 * Bc * nmax
+    rowmax = work[o: o + Bc]
+    rowsum = work[o + Bc: o + 2 * Bc]
+    frozen = np.zeros(Bc, np.bool_)
+    steps_b = np.zeros(Bc, np.int64)
+    last_max = np.zeros(Bc)
+    last_mean = np.zeros(Bc)
+    if analog:
+        for l in range(1, L + 1):
+            lo, hi_ = soff[l] + b0 * n[l], soff[l] + b1 * n[l]
+            dac(S[lo:hi_], Q[lo:hi_], dac_steps, 0.0, hi)
+    # The input is clamped for the whole phase, so its product is read once.
+    ctr = mvm(x[b0:b1], _weights(Wf, woff[1], n[0] + 1, n[1]), drive1, False, int(per[PER_TILE_ROWS]), per, key,
+              ctr, b0, B, xb, yb)
+    status = STATUS_OK
+    for t in range(T):
+        rowmax[:] = 0.0
+        rowsum[:] = 0.0
+        bad = False
+        for phase in range(2 if dyn == DYN_COORDINATE else 1):
+            # Coordinate: odd layers, then even layers (exact block minimisation). Otherwise all at once.
+            for l in range(1, L + 1):
+                if dyn == DYN_COORDINATE and l % 2 != 1 - phase:
+                    continue
+                ctr = _drive(l, c, x, y[b0:b1], Q, Wf, WTf, n, soff, woff, wtoff, drive1,
+                             _rows(pre_all, poff[l], n[l], 0, Bc), beta, loss, per, key, ctr, xb, yb, ce)
+                if dyn == DYN_COORDINATE:
+                    bad |= _update(_rows(S, soff[l], n[l], b0, b1), _rows(pre_all, poff[l], n[l], 0, Bc), y[b0:b1],
+                                   l == L and loss == LOSS_MSE and beta != 0.0, dyn, beta, eps, hi, frozen, rowmax, rowsum)
+                    if analog:
+                        lo, hi_ = soff[l] + b0 * n[l], soff[l] + b1 * n[l]
+                        dac(S[lo:hi_], Q[lo:hi_], dac_steps, 0.0, hi)
+            if dyn != DYN_COORDINATE:
+                for l in range(1, L + 1):
+                    bad |= _update(_rows(S, soff[l], n[l], b0, b1), _rows(pre_all, poff[l], n[l], 0, Bc), y[b0:b1],
+                                   l == L and loss == LOSS_MSE and beta != 0.0, dyn, beta, eps, hi, frozen, rowmax, rowsum)
+                    if analog:
+                        lo, hi_ = soff[l] + b0 * n[l], soff[l] + b1 * n[l]
+                        dac(S[lo:hi_], Q[lo:hi_], dac_steps, 0.0, hi)
+        active = 0
+        for b in range(Bc):
+            if frozen[b]:
+                continue
+            steps_b[b] = t + 1
+            last_max[b] = rowmax[b]
+            last_mean[b] = rowsum[b] / units
+            if rowmax[b] < tol:
+                frozen[b] = True
+            else:
+                active += 1
+        if bad:
+            status = STATUS_NONFINITE
+            break
+        if active == 0:
+            break
+    stats[0] = steps_b.max()
+    stats[1] = steps_b.sum()
+    stats[2] = last_max.max()
+    stats[3] = last_mean.sum()
+    stats[4] = status
+
+
+@njit(cache=True, parallel=True)
+def settle(x, y, S, Q, Wf, WTf, n, soff, woff, wtoff, cfg, per, key, ctr, work, chunks):
     """Relax the network to equilibrium: one call runs a whole phase.
+
+    The batch is cut into ``chunks`` row blocks relaxed in parallel, each by one thread with no barrier
+    between steps. Each sample stops on its own once its largest state change in a step is below ``tol``
+    (its state is then frozen), so results do not depend on the number of chunks or threads.
 
     Args:
         x: (B, n[0]) float32 clamped input, already through the DAC.
@@ -222,86 +333,31 @@ def settle(x, y, S, Q, Wf, WTf, n, soff, woff, wtoff, cfg, per, key, ctr, work):
             (input and state layers), plus the class count when the loss is cross-entropy.
         cfg: float64 phase settings (``CFG_*``): dynamics, loss, max steps T, beta, Euler step, state bound, tol.
         per: float64 periphery (``PER_*``).
-        key, ctr: read-noise stream and counter (uint64).
-        work: flat float32 scratch, at least :func:`work_size` elements.
+        key, ctr: read-noise stream and the index of its first draw (uint64).
+        work: flat float32 scratch of at least ``work_size(B, n, chunks)`` elements.
 
     Returns:
-        (steps used, largest and mean |state change| in the last step, status, noise counter after the phase).
+        (steps of the longest-running sample, steps summed over samples, largest |state change| in a
+        sample's last step, mean |state change| in the samples' last steps, status).
     """
-    dyn = int(cfg[CFG_DYN])
-    loss = int(cfg[CFG_LOSS])
-    T = int(cfg[CFG_T])
-    beta = cfg[CFG_BETA]
-    eps = cfg[CFG_EPS]
-    hi = cfg[CFG_HI]
-    tol = cfg[CFG_TOL]
     B = x.shape[0]
-    L = soff.size - 1
-    M = woff.size - 1
-    analog = per[PER_ANALOG] != 0.0
-    dac_steps = per[PER_DAC_STEPS]
-    total = soff[L] + B * n[L]
-    # Carve the scratch: synchronous pre-activations, layer-1 drive, tile in/out buffers, CE buffers.
-    pre_all = work[:total]
-    drive1 = work[total: total + B * n[1]].reshape(B, n[1])
-    o = total + B * n[1]
-    nmax = 0
-    for i in range(n.size):
-        nmax = max(nmax, n[i])
-    blk = int(max(per[PER_TILE_ROWS], per[PER_TILE_COLS]))
-    xb = work[o: o + B * (blk + 1)]
-    o += B * (blk + 1)
-    yb = work[o: o + B * nmax]
-    o += B * nmax
-    ce = work[o: o + B * (2 * nmax + nmax)]
-    rows = int(per[PER_TILE_ROWS])
-    if analog:
-        dac(S[:total], Q[:total], dac_steps, 0.0, hi)
-    # The input is clamped for the whole phase, so its product is read once.
-    ctr = mvm(x, _weights(Wf, woff[1], n[0] + 1, n[1]), drive1, False, rows, per, key, ctr, xb, yb)
-    delta = 0.0
-    steps = 0
-    dsum = 0.0
-    for t in range(T):
-        delta = 0.0
-        dsum = 0.0
-        bad = False
-        if dyn == DYN_COORDINATE:
-            for parity in (1, 0):
-                for l in range(1, L + 1):
-                    if l % 2 != parity:
-                        continue
-                    pre = _layer(pre_all, soff, n, l, B)
-                    ctr = _drive(l, L, M, x, Q, S, Wf, WTf, n, soff, woff, wtoff, drive1, pre, y, beta, loss,
-                                 per, key, ctr, xb, yb, ce)
-                    d, sd, b_ = _update(_layer(S, soff, n, l, B), pre, y, l == L and loss == LOSS_MSE and beta != 0.0,
-                                    dyn, beta, eps, hi)
-                    delta = max(delta, d)
-                    dsum += sd
-                    bad = bad or b_
-                    if analog:
-                        dac(S[soff[l]: soff[l] + B * n[l]], Q[soff[l]: soff[l] + B * n[l]], dac_steps, 0.0, hi)
-        else:
-            for l in range(1, L + 1):
-                ctr = _drive(l, L, M, x, Q, S, Wf, WTf, n, soff, woff, wtoff, drive1, _layer(pre_all, soff, n, l, B),
-                             y, beta, loss, per, key, ctr, xb, yb, ce)
-            for l in range(1, L + 1):
-                d, sd, b_ = _update(_layer(S, soff, n, l, B), _layer(pre_all, soff, n, l, B), y,
-                                l == L and loss == LOSS_MSE and beta != 0.0, dyn, beta, eps, hi)
-                delta = max(delta, d)
-                dsum += sd
-                bad = bad or b_
-            if analog:
-                dac(S[soff[1]: total], Q[soff[1]: total], dac_steps, 0.0, hi)
-        steps = t + 1
-        if bad:
-            return steps, delta, dsum / total, STATUS_NONFINITE, ctr
-        if delta < tol:
-            break
-    return steps, delta, dsum / total, STATUS_OK, ctr
+    stats = np.zeros((chunks, 5))
+    per_chunk = work.size // chunks
+    for i in prange(chunks):
+        b0 = i * B // chunks
+        b1 = (i + 1) * B // chunks
+        if b1 > b0:
+            _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, woff, wtoff, cfg, per, key, ctr,
+                         work[i * per_chunk: (i + 1) * per_chunk], stats[i])
+    status = STATUS_OK
+    for i in range(chunks):
+        if stats[i, 4] != STATUS_OK:
+            status = int(stats[i, 4])
+    return (int(stats[:, 0].max()), int(stats[:, 1].sum()), stats[:, 2].max(), stats[:, 3].sum() / B, status)
 
 
-def work_size(batch: int, sizes, tile_rows: int, tile_cols: int) -> int:
-    """Scratch elements :func:`settle` needs for a batch and the layer sizes ``n``."""
+def work_size(batch: int, sizes, chunks: int) -> int:
+    """Scratch elements :func:`settle` needs for a batch, the layer sizes ``n`` and a number of chunks."""
+    rows = -(-batch // chunks)
     nmax = max(sizes)
-    return batch * (sum(sizes[1:]) + sizes[1] + max(tile_rows, tile_cols) + 1 + nmax + 3 * nmax) + 64
+    return chunks * (rows * (sum(sizes[1:]) + sizes[1] + 3 + 4 * nmax) + 64)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
+from crossbar_sim import blas
 from crossbar_sim.config import Scenario
 from crossbar_sim.data import Dataset
 from crossbar_sim.engine import Engine
@@ -114,7 +115,7 @@ class Trainer:
             c.steps += sum(res.steps.values())
             c.free_steps += res.steps["free"]
             c.free_phases += 1
-            c.mvm += res.reads
+            c.mvm += res.mvms
         return correct / len(order)
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> float:
@@ -128,12 +129,16 @@ class Trainer:
             S = np.zeros(B * eng.state_size(), dtype=np.float32)
             dummy = np.zeros((B, self.data.n_classes), dtype=np.float32)
             res = eng.settle(eng.input_dac(xb), dummy, S, 0.0, ep.free_steps, ep.dynamics, ep.tol, ep.eps)
-            self.counters.mvm += eng.reads_per_phase(res.steps, False) * B
+            self.counters.mvm += eng.mvms(res, B, nudged=False)
             correct += int((eng.outputs(S, B).argmax(1) == y[start: start + bs]).sum())
         return correct / len(x)
 
     def fit(self, on_epoch=None) -> list[dict]:
         """Train for the scenario's epochs; returns the per-epoch history."""
+        with blas.limit_threads(1):  # the kernels parallelise themselves; idle BLAS threads would spin against them
+            return self._fit(on_epoch)
+
+    def _fit(self, on_epoch):
         start = time.perf_counter()
         for epoch in range(1, self.scenario.train.epochs + 1):
             train_acc = self._train_epoch(epoch)

@@ -48,7 +48,8 @@ def settle(x, y, states, weights, dynamics, loss, T, beta, eps, hi, tol, per, ke
         weights: list of (n_in + 1, n_out) matrices, bias row last (readout last for cross-entropy).
 
     Returns:
-        (final states, steps used, largest change in the last step).
+        (final states, steps of the longest-running sample, largest change in a sample's last step).
+        Each sample stops once its largest change in a step is below ``tol``.
     """
     s = [a.astype(np.float32).copy() for a in states]
     L = len(s)
@@ -78,6 +79,11 @@ def settle(x, y, states, weights, dynamics, loss, T, beta, eps, hi, tol, per, ke
             pre = pre + beta * read(err, V[:-1].T, cols)
         return pre
 
+    B = x.shape[0]
+    active = np.ones(B, bool)
+    rowmax = np.zeros(B)
+    last = np.zeros(B)
+
     def update(l, pre):
         old = s[l - 1].astype(np.float64)
         nudge = l == L and loss == K.LOSS_MSE and beta != 0
@@ -85,23 +91,27 @@ def settle(x, y, states, weights, dynamics, loss, T, beta, eps, hi, tol, per, ke
             v = old - eps * (old - pre) - (eps * beta * (old - y) if nudge else 0.0)
         else:
             v = (pre + beta * y) / (1 + beta) if nudge else pre
-        v = np.clip(v, 0.0, hi).astype(np.float32)
+        v = np.where(active[:, None], np.clip(v, 0.0, hi), old).astype(np.float32)
         s[l - 1] = v
         q[l - 1] = dq(v)
-        return np.abs(v.astype(np.float64) - old).max()
+        rowmax[:] = np.maximum(rowmax, np.abs(v.astype(np.float64) - old).max(1))
 
-    delta, steps = 0.0, 0
+    steps = np.zeros(B, int)
     for t in range(T):
+        rowmax[:] = 0.0
         if dynamics == K.DYN_COORDINATE:
-            order = [l for l in range(1, L + 1) if l % 2 == 1] + [l for l in range(1, L + 1) if l % 2 == 0]
-            delta = max(update(l, drive(l)) for l in order)
+            for l in [l for l in range(1, L + 1) if l % 2 == 1] + [l for l in range(1, L + 1) if l % 2 == 0]:
+                update(l, drive(l))
         else:
             pres = [drive(l) for l in range(1, L + 1)]
-            delta = max(update(l, pres[l - 1]) for l in range(1, L + 1))
-        steps = t + 1
-        if delta < tol:
+            for l in range(1, L + 1):
+                update(l, pres[l - 1])
+        steps[active] = t + 1
+        last[active] = rowmax[active]
+        active &= rowmax >= tol
+        if not active.any():
             break
-    return s, steps, delta
+    return s, int(steps.max()), float(last.max())
 
 
 def pulse_counts(dW, dw_step, stochastic, cap, key):
