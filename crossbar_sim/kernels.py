@@ -185,38 +185,72 @@ def _drive(l, c, x, y, Q, Wf, WTf, n, soff, woff, wtoff, drive1, pre, beta, loss
     return ctr
 
 
-@njit(cache=True)
-def _update(s, pre, y, nudge_out, dyn, beta, eps, hi, frozen, rowmax, rowsum):
+@njit(cache=True, fastmath=True)
+def _update(s, pre, y, nudge_out, dyn, beta, eps, hi, frozen, rowmax, rowsum, dbuf, dbits):
     """Move the unfrozen rows of one layer towards the block minimum; track each row's largest and summed
-    |change| in ``rowmax`` and ``rowsum``. Returns whether any pre-activation was non-finite."""
+    |change| in ``rowmax`` and ``rowsum``.
+
+    Compiled with fast-math so that the per-row loops vectorise; a non-finite pre-activation is therefore
+    detected afterwards (:func:`_all_finite`), not here. The largest change is taken over the bit patterns of
+    the (non-negative) changes kept in ``dbuf``/``dbits`` (a float32 scratch and its int32 view): an integer
+    max vectorises where a float max reduction does not.
+    """
     B, m = s.shape
-    bad = False
+    a = np.float32(1.0 - eps)
+    e = np.float32(eps)
+    eb = np.float32(eps * beta)
+    inv = np.float32(1.0 / (1.0 + beta))
+    bb = np.float32(beta)
+    top = np.float32(hi)
+    zero = np.float32(0.0)
     for b in range(B):
         if frozen[b]:
             continue
-        dmax = rowmax[b]
-        dsum = 0.0
-        row, prow = s[b], pre[b]
+        row, prow, yrow = s[b], pre[b], y[b]
+        dsum = zero
+        # One branch-free loop per case, so that each vectorises.
+        if dyn == DYN_EULER and nudge_out:
+            for j in range(m):
+                old = row[j]
+                v = min(max(a * old + e * prow[j] - eb * (old - yrow[j]), zero), top)
+                dbuf[j] = abs(v - old)
+                dsum += dbuf[j]
+                row[j] = v
+        elif dyn == DYN_EULER:
+            for j in range(m):
+                old = row[j]
+                v = min(max(a * old + e * prow[j], zero), top)
+                dbuf[j] = abs(v - old)
+                dsum += dbuf[j]
+                row[j] = v
+        elif nudge_out:
+            for j in range(m):
+                old = row[j]
+                v = min(max((prow[j] + bb * yrow[j]) * inv, zero), top)  # exact minimiser of the nudged block
+                dbuf[j] = abs(v - old)
+                dsum += dbuf[j]
+                row[j] = v
+        else:
+            for j in range(m):
+                old = row[j]
+                v = min(max(prow[j], zero), top)
+                dbuf[j] = abs(v - old)
+                dsum += dbuf[j]
+                row[j] = v
+        imax = np.int32(0)
         for j in range(m):
-            p = prow[j]
-            bad |= not math.isfinite(p)
-            old = row[j]
-            if dyn == DYN_EULER:
-                v = old - eps * (old - p)
-                if nudge_out:
-                    v -= eps * beta * (old - y[b, j])
-            elif nudge_out:
-                v = (p + beta * y[b, j]) / (1.0 + beta)  # exact minimiser of the MSE-nudged block
-            else:
-                v = p
-            v = min(max(v, 0.0), hi)
-            d = abs(v - old)
-            dsum += d
-            dmax = max(dmax, d)
-            row[j] = v
-        rowmax[b] = dmax
+            imax = max(imax, dbits[j])
+        dbits[0] = imax
+        rowmax[b] = max(rowmax[b], dbuf[0])
         rowsum[b] += dsum
-    return bad
+
+
+@njit(cache=True)
+def _all_finite(a):
+    for v in a:
+        if not math.isfinite(v):
+            return False
+    return True
 
 
 @njit(cache=True)
@@ -258,6 +292,8 @@ def _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, woff, wtoff, cfg, per, ke
     rowmax = work[o: o + Bc]
     rowsum = work[o + Bc: o + 2 * Bc]
     frozen = np.zeros(Bc, np.bool_)
+    dbuf = np.empty(nmax, np.float32)
+    dbits = dbuf.view(np.int32)
     steps_b = np.zeros(Bc, np.int64)
     last_max = np.zeros(Bc)
     last_mean = np.zeros(Bc)
@@ -272,7 +308,6 @@ def _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, woff, wtoff, cfg, per, ke
     for t in range(T):
         rowmax[:] = 0.0
         rowsum[:] = 0.0
-        bad = False
         for phase in range(2 if dyn == DYN_COORDINATE else 1):
             # Coordinate: odd layers, then even layers (exact block minimisation). Otherwise all at once.
             for l in range(1, L + 1):
@@ -281,15 +316,15 @@ def _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, woff, wtoff, cfg, per, ke
                 ctr = _drive(l, c, x, y[b0:b1], Q, Wf, WTf, n, soff, woff, wtoff, drive1,
                              _rows(pre_all, poff[l], n[l], 0, Bc), beta, loss, per, key, ctr, xb, yb, ce)
                 if dyn == DYN_COORDINATE:
-                    bad |= _update(_rows(S, soff[l], n[l], b0, b1), _rows(pre_all, poff[l], n[l], 0, Bc), y[b0:b1],
-                                   l == L and loss == LOSS_MSE and beta != 0.0, dyn, beta, eps, hi, frozen, rowmax, rowsum)
+                    _update(_rows(S, soff[l], n[l], b0, b1), _rows(pre_all, poff[l], n[l], 0, Bc), y[b0:b1],
+                                   l == L and loss == LOSS_MSE and beta != 0.0, dyn, beta, eps, hi, frozen, rowmax, rowsum, dbuf, dbits)
                     if analog:
                         lo, hi_ = soff[l] + b0 * n[l], soff[l] + b1 * n[l]
                         dac(S[lo:hi_], Q[lo:hi_], dac_steps, 0.0, hi)
             if dyn != DYN_COORDINATE:
                 for l in range(1, L + 1):
-                    bad |= _update(_rows(S, soff[l], n[l], b0, b1), _rows(pre_all, poff[l], n[l], 0, Bc), y[b0:b1],
-                                   l == L and loss == LOSS_MSE and beta != 0.0, dyn, beta, eps, hi, frozen, rowmax, rowsum)
+                    _update(_rows(S, soff[l], n[l], b0, b1), _rows(pre_all, poff[l], n[l], 0, Bc), y[b0:b1],
+                                   l == L and loss == LOSS_MSE and beta != 0.0, dyn, beta, eps, hi, frozen, rowmax, rowsum, dbuf, dbits)
                     if analog:
                         lo, hi_ = soff[l] + b0 * n[l], soff[l] + b1 * n[l]
                         dac(S[lo:hi_], Q[lo:hi_], dac_steps, 0.0, hi)
@@ -304,11 +339,12 @@ def _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, woff, wtoff, cfg, per, ke
                 frozen[b] = True
             else:
                 active += 1
-        if bad:
-            status = STATUS_NONFINITE
-            break
         if active == 0:
             break
+    for l in range(1, L + 1):
+        if not _all_finite(S[soff[l] + b0 * n[l]: soff[l] + b1 * n[l]]) or not _all_finite(
+                _rows(pre_all, poff[l], n[l], 0, Bc).ravel()):
+            status = STATUS_NONFINITE
     stats[0] = steps_b.max()
     stats[1] = steps_b.sum()
     stats[2] = last_max.max()
