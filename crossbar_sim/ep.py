@@ -33,17 +33,25 @@ class BatchResult:
     mvms: int                # matrix-vector products of the batch, all phases and readouts
 
 
-def outer_grads(engine: Engine, x: np.ndarray, layers: list[np.ndarray]) -> list[np.ndarray]:
-    """``g_m`` for the state matrices m = 1..L, float64 (n_{m-1} + 1, n_m)."""
+def grad_difference(engine: Engine, x: np.ndarray, first: list[np.ndarray], second: list[np.ndarray]) -> list[np.ndarray]:
+    """``g_m(first) - g_m(second)`` for the state matrices m = 1..L, as float64 (n_{m-1} + 1, n_m).
+
+    Each difference is one float32 GEMM over the two phases stacked along the batch; below the first layer
+    both phases share the clamped input, so there it is ``x^T (b1 - b2)``.
+    """
     B = x.shape[0]
-    below = [x] + layers[:-1]
-    grads = []
-    for a, b in zip(below, layers):
-        g = np.empty((a.shape[1] + 1, b.shape[1]))
-        g[:-1] = a.T.astype(np.float64) @ b.astype(np.float64) / B
-        g[-1] = engine.hi * b.mean(0)
-        grads.append(g)
-    return grads
+    out = []
+    for m, (b1, b2) in enumerate(zip(first, second)):
+        g = np.empty((x.shape[1] + 1 if m == 0 else first[m - 1].shape[1] + 1, b1.shape[1]))
+        if m == 0:
+            g[:-1] = x.T @ (b1 - b2)
+        else:
+            a = np.concatenate([first[m - 1], second[m - 1]])
+            g[:-1] = a.T @ np.concatenate([b1, -b2])
+        g[:-1] /= B
+        g[-1] = engine.hi * (b1.mean(0, dtype=np.float64) - b2.mean(0, dtype=np.float64))
+        out.append(g)
+    return out
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -115,11 +123,9 @@ class EPStep:
             mvms += eng.mvms(res, B, nudged=True)
             nudged.append(eng.layers(Sb, B))
         if len(betas) == 2:
-            gp, gm = outer_grads(eng, x, nudged[0]), outer_grads(eng, x, nudged[1])
-            est = [(a - b) / (2 * ep.beta) for a, b in zip(gp, gm)]
+            est = [d / (2 * ep.beta) for d in grad_difference(eng, x, nudged[0], nudged[1])]
         else:
-            gb, g0 = outer_grads(eng, x, nudged[0]), outer_grads(eng, x, free_layers)
-            est = [(a - b) / betas[0] for a, b in zip(gb, g0)]
+            est = [d / betas[0] for d in grad_difference(eng, x, nudged[0], free_layers)]
         if eng.loss == K.LOSS_CE:
             est.append(sum(readout_grad(eng, layers[-1], y) for layers in nudged) / len(nudged))
             mvms += B * (1 + len(nudged))  # the readout's reads for the prediction and the updates

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from crossbar_sim.rng import bits, uniform
 from device_models.base import ROW_G_MAX, ROW_G_MIN, ROW_STUCK
@@ -30,7 +30,7 @@ def pulse_count(x, stochastic, cap, key, k):
     return int(min(max(nf, -cap), cap))
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def write_pairs(dW, G, P, W, WT, pulses, dw_step, g_scale, stochastic, cap, write_noise, key, pulse_fn):
     """Apply the intended change ``dW`` (R, C) to the pairs, pulse by pulse, and refresh the read-out.
 
@@ -53,7 +53,8 @@ def write_pairs(dW, G, P, W, WT, pulses, dw_step, g_scale, stochastic, cap, writ
     n_t = WT.shape[1]
     noise_key = key ^ _NOISE_STREAM
     total = 0
-    for i in range(R):
+    # Rows in parallel: every draw is indexed by its device, so the result does not depend on the threads.
+    for i in prange(R):
         for j in range(C):
             k = i * C + j
             n = pulse_count(dW[i, j] / dw_step, stochastic, cap, key, k)
