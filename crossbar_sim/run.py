@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,15 @@ def _summary(trainer: Trainer, seconds: float) -> dict:
     }
 
 
+def dataset_for(scenario: Scenario):
+    """The scenario's data, with ``data.train_limit`` applied."""
+    d = scenario.data
+    dataset = load_dataset(d.name, data_dir=d.dir, test_fraction=d.test_fraction, seed=scenario.seed)
+    if d.train_limit:
+        dataset = replace(dataset, x_train=dataset.x_train[: d.train_limit], y_train=dataset.y_train[: d.train_limit])
+    return dataset
+
+
 def run_scenario(scenario: Scenario, out: str | Path, progress: bool = True, echo=print) -> dict:
     """Train the scenario's crossbar network (and its ideal twin when ``compare_ideal``); write ``out``.
 
@@ -37,11 +47,7 @@ def run_scenario(scenario: Scenario, out: str | Path, progress: bool = True, ech
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     report.write_config(out, scenario.to_dict())
-    d = scenario.data
-    dataset = load_dataset(d.name, data_dir=d.dir, test_fraction=d.test_fraction, seed=scenario.seed)
-    if d.train_limit:
-        from dataclasses import replace
-        dataset = replace(dataset, x_train=dataset.x_train[: d.train_limit], y_train=dataset.y_train[: d.train_limit])
+    dataset = dataset_for(scenario)
     model = scenario.hardware.device.build()
     runs, metrics = {}, {"name": scenario.name, "seed": scenario.seed, "device": model.name}
     plan = [("crossbar", model)]
