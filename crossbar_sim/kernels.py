@@ -266,6 +266,9 @@ def _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, woff, wtoff, cfg, per, ke
     B = x.shape[0]
     Bc = b1 - b0
     c = (b0, b1, B)
+    # This thread's rows, typed as C-contiguous (a plain row slice would be typed 'A' and compiled twice).
+    xc = _rows(x.reshape(-1), 0, x.shape[1], b0, b1)
+    yc = _rows(y.reshape(-1), 0, y.shape[1], b0, b1)
     L = soff.size - 1
     analog = per[PER_ANALOG] != 0.0
     dac_steps = per[PER_DAC_STEPS]
@@ -302,7 +305,7 @@ def _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, woff, wtoff, cfg, per, ke
             lo, hi_ = soff[l] + b0 * n[l], soff[l] + b1 * n[l]
             dac(S[lo:hi_], Q[lo:hi_], dac_steps, 0.0, hi)
     # The input is clamped for the whole phase, so its product is read once.
-    ctr = mvm(x[b0:b1], _weights(Wf, woff[1], n[0] + 1, n[1]), drive1, False, int(per[PER_TILE_ROWS]), per, key,
+    ctr = mvm(xc, _weights(Wf, woff[1], n[0] + 1, n[1]), drive1, False, int(per[PER_TILE_ROWS]), per, key,
               ctr, b0, B, xb, yb)
     status = STATUS_OK
     for t in range(T):
@@ -313,17 +316,17 @@ def _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, woff, wtoff, cfg, per, ke
             for l in range(1, L + 1):
                 if dyn == DYN_COORDINATE and l % 2 != 1 - phase:
                     continue
-                ctr = _drive(l, c, x, y[b0:b1], Q, Wf, WTf, n, soff, woff, wtoff, drive1,
+                ctr = _drive(l, c, x, yc, Q, Wf, WTf, n, soff, woff, wtoff, drive1,
                              _rows(pre_all, poff[l], n[l], 0, Bc), beta, loss, per, key, ctr, xb, yb, ce)
                 if dyn == DYN_COORDINATE:
-                    _update(_rows(S, soff[l], n[l], b0, b1), _rows(pre_all, poff[l], n[l], 0, Bc), y[b0:b1],
+                    _update(_rows(S, soff[l], n[l], b0, b1), _rows(pre_all, poff[l], n[l], 0, Bc), yc,
                                    l == L and loss == LOSS_MSE and beta != 0.0, dyn, beta, eps, hi, frozen, rowmax, rowsum, dbuf, dbits)
                     if analog:
                         lo, hi_ = soff[l] + b0 * n[l], soff[l] + b1 * n[l]
                         dac(S[lo:hi_], Q[lo:hi_], dac_steps, 0.0, hi)
             if dyn != DYN_COORDINATE:
                 for l in range(1, L + 1):
-                    _update(_rows(S, soff[l], n[l], b0, b1), _rows(pre_all, poff[l], n[l], 0, Bc), y[b0:b1],
+                    _update(_rows(S, soff[l], n[l], b0, b1), _rows(pre_all, poff[l], n[l], 0, Bc), yc,
                                    l == L and loss == LOSS_MSE and beta != 0.0, dyn, beta, eps, hi, frozen, rowmax, rowsum, dbuf, dbits)
                     if analog:
                         lo, hi_ = soff[l] + b0 * n[l], soff[l] + b1 * n[l]
