@@ -5,7 +5,7 @@ import pytest
 from crossbar_sim import kernels as K
 from crossbar_sim import twins
 from crossbar_sim.rng import normal, normal_np, bits, bits_np, uniform, uniform_np
-from tests.conftest import periphery
+from tests.helpers.periphery import periphery
 from tests.helpers.flat import pack, unpack
 from numba import njit
 
