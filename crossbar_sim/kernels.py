@@ -23,7 +23,7 @@ import numpy as np
 from numba import njit, prange
 
 from crossbar_sim.blas import gemm_rows
-from crossbar_sim.rng import normal
+from crossbar_sim.rng import normal32
 
 PER_ANALOG, PER_DAC_STEPS, PER_ADC_STEPS, PER_ADC_RANGE, PER_READ_SIGMA, PER_TILE_ROWS, PER_TILE_COLS, PER_X_MAX = range(8)
 N_PER = 8
@@ -36,24 +36,29 @@ LOSSES = {"mse": LOSS_MSE, "cross_entropy": LOSS_CE}
 STATUS_OK, STATUS_NONFINITE = 0, 1
 
 
-@njit(cache=True)
+# The converters and the layer update are compiled with fast-math so that their loops vectorise. Non-finite
+# values are therefore not caught inside them but afterwards, on the states and pre-activations (settle).
+@njit(cache=True, fastmath=True)
 def dac(src, dst, steps, lo, hi):
     """Quantise ``src`` onto ``steps + 1`` evenly spaced levels in [lo, hi] (clipping), into ``dst``.
 
     ``steps == 0`` means no quantisation: a clipped copy. Arrays are flat float32.
     """
+    lo_ = np.float32(lo)
+    hi_ = np.float32(hi)
     if steps <= 0:
         for i in range(src.size):
-            dst[i] = min(max(src[i], lo), hi)
+            dst[i] = min(max(src[i], lo_), hi_)
         return
-    scale = steps / (hi - lo)
-    inv = (hi - lo) / steps
+    scale = np.float32(steps / (hi - lo))
+    inv = np.float32((hi - lo) / steps)
+    half = np.float32(0.5)
     for i in range(src.size):
-        v = min(max(src[i], lo), hi)
-        dst[i] = lo + math.floor((v - lo) * scale + 0.5) * inv
+        v = min(max(src[i], lo_), hi_)
+        dst[i] = lo_ + np.floor((v - lo_) * scale + half) * inv
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=True)
 def mvm(x, W, out, accumulate, block, per, key, ctr, row0, B_total, xb, yb):
     """One read of a crossbar matrix: ``out (+)= x @ W`` through the periphery.
 
@@ -111,13 +116,13 @@ def mvm(x, W, out, accumulate, block, per, key, ctr, row0, B_total, xb, yb):
                 for j in range(n_out):
                     row[j] += x_max * W[n_in, j]
             if sigma > 0.0:
-                sb = scale[b]
+                sb = np.float32(scale[b])
                 base = ctr + np.uint64((row0 + b) * n_out)
                 for j in range(n_out):
-                    row[j] += sb * normal(key, base + np.uint64(j))
+                    row[j] += sb * normal32(key, base + np.uint64(j))
             if q > 0.0:
                 for j in range(n_out):
-                    row[j] = math.floor(min(max(row[j], -R), R) * inv_q + np.float32(0.5)) * q
+                    row[j] = np.floor(min(max(row[j], -R), R) * inv_q + np.float32(0.5)) * q
             dst = out[b]
             if first:
                 for j in range(n_out):

@@ -73,6 +73,14 @@ def normal(key, index):
     return (float(_popcount(h & _MASK48)) - 24.0 + u) * NORMAL_SCALE
 
 
+@njit(inline="always", cache=True)
+def normal32(key, index):
+    """:func:`normal` in float32 arithmetic (twice the SIMD lanes; the same value to float32 rounding)."""
+    h = bits(key, index)
+    u = np.float32(h >> _S48) * np.float32(1.0 / 65536.0) - np.float32(0.5 - 0.5 / 65536.0)
+    return (np.float32(_popcount(h & _MASK48)) - np.float32(24.0) + u) * np.float32(NORMAL_SCALE)
+
+
 # ---- NumPy twins (used by the tests) ----------------------------------------------------------------
 
 def bits_np(key: int, index: np.ndarray) -> np.ndarray:

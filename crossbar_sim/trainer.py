@@ -14,7 +14,7 @@ from crossbar_sim import blas
 from crossbar_sim.config import Scenario
 from crossbar_sim.data import Dataset
 from crossbar_sim.engine import Engine
-from crossbar_sim.ep import EPStep
+from crossbar_sim.ep import EPStep, SimulationError
 from crossbar_sim.tiles import Periphery
 from device_models.base import DeviceModel
 from networks.activations import make_activation
@@ -107,6 +107,9 @@ class Trainer:
             est, res = self.step.estimate(x, y, S0, self.rng["ep"], where=f"epoch {epoch}, batch {b + 1}")
             for array, g, lr in zip(self.engine.arrays, est, self.lrs):
                 array.apply(lr * g, self.rng["write"])
+            if not np.isfinite(self.engine.Wf).all():
+                raise SimulationError(f"epoch {epoch}, batch {b + 1}: the update made a weight NaN or inf; "
+                                      "lower train.lr or check the device model")
             if self.particles is not None:
                 self.particles[idx] = res.free_state
             correct += int((res.outputs.argmax(1) == y_all[idx]).sum())

@@ -4,7 +4,7 @@ import pytest
 
 from crossbar_sim import kernels as K
 from crossbar_sim import twins
-from crossbar_sim.rng import normal, normal_np, bits, bits_np, uniform, uniform_np
+from crossbar_sim.rng import normal, normal32, normal_np, bits, bits_np, uniform, uniform_np
 from tests.helpers.periphery import periphery
 from tests.helpers.flat import pack, unpack
 from numba import njit
@@ -12,11 +12,12 @@ from numba import njit
 
 @njit
 def _draw(key, n):
-    out = np.empty((3, n))
+    out = np.empty((4, n))
     for i in range(n):
         out[0, i] = float(bits(key, np.uint64(i)) >> np.uint64(11))
         out[1, i] = uniform(key, np.uint64(i))
         out[2, i] = normal(key, np.uint64(i))
+        out[3, i] = normal32(key, np.uint64(i))
     return out
 
 
@@ -27,6 +28,7 @@ def test_rng_kernels_match_twins():
     np.testing.assert_array_equal(got[0], (bits_np(key, idx) >> np.uint64(11)).astype(np.float64))
     np.testing.assert_array_equal(got[1], uniform_np(key, idx))
     np.testing.assert_allclose(got[2], normal_np(key, idx), rtol=0, atol=1e-15)
+    np.testing.assert_allclose(got[3], normal_np(key, idx), rtol=0, atol=2e-6)
 
 
 def test_dac_matches_twin(rng):
