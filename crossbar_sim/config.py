@@ -91,7 +91,7 @@ class DeviceConfig:
     """The device model's name and its parameters (bound against the model's own dataclass)."""
 
     model: str = "ideal"
-    params: Any = None
+    params: Any = None  # the model's parameter dataclass, filled by the binder
 
     def build(self) -> device_models.DeviceModel:
         return device_models.get_model(self.model)(self.params)
@@ -289,7 +289,5 @@ def load_scenario(path: str | Path | None = None, overrides: list[str] = (), see
     if seed is not None:
         raw["seed"] = seed
     scenario = bind(Scenario, raw)
-    if scenario.hardware.device.params is None:
-        scenario.hardware.device = _bind_device({"model": scenario.hardware.device.model}, "hardware.device")
     scenario.check()
     return scenario

@@ -11,7 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from crossbar_sim import blas
-from crossbar_sim.config import Scenario
+from crossbar_sim.config import ConfigError, Scenario
 from crossbar_sim.data import Dataset
 from crossbar_sim.engine import Engine
 from crossbar_sim.ep import EPStep, SimulationError
@@ -71,7 +71,6 @@ class Trainer:
         self.rng = streams(scenario.seed)
         self.network = build_network(scenario)
         if self.network.sizes[0] != dataset.n_features or self.network.sizes[-1] != dataset.n_classes:
-            from crossbar_sim.config import ConfigError
             raise ConfigError(f"network.sizes: {dataset.name} needs {dataset.n_features} inputs and "
                               f"{dataset.n_classes} outputs, got {list(self.network.sizes)}")
         hw = scenario.hardware
