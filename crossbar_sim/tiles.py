@@ -17,7 +17,7 @@ import numpy as np
 
 from crossbar_sim import kernels as K
 from crossbar_sim.rng import new_key
-from crossbar_sim.writeback import write_pairs
+from crossbar_sim import writeback as WB
 from device_models.base import DeviceModel
 
 
@@ -106,13 +106,22 @@ class CrossbarArray:
         self.shape = W0.shape
         self.W_view, self.WT_view = W_view, WT_view
         self.g_scale = periphery.g_scale(model)
-        self.dw_step = model.params.nominal_step / self.g_scale
-        self.stochastic = rounding == "stochastic"
-        self.cap = 2 ** model.params.bits
+        self.dw_step = model.nominal_step() / self.g_scale
+        p = model.params
+        self.cfg = np.zeros(WB.N_WB)
+        self.cfg[WB.WB_DW_STEP] = self.dw_step
+        self.cfg[WB.WB_G_SCALE] = self.g_scale
+        self.cfg[WB.WB_STOCHASTIC] = rounding == "stochastic"
+        self.cfg[WB.WB_CAP] = model.max_pulses()
+        self.cfg[WB.WB_WRITE_NOISE] = p.write_noise
+        self.cfg[WB.WB_ENDURANCE] = p.endurance
+        self.cfg[WB.WB_SET_ONLY] = model.set_only
+        self.cfg[WB.WB_REFRESH_AT] = getattr(p, "refresh_at", 1.0)
         n = W0.size
         self.P = np.ascontiguousarray(model.sample(rng, 2 * n))
         self.pulses = np.zeros(2 * n, dtype=np.int64)
         self.pulses_total = 0
+        self.refresh_pulses = 0
         W = np.clip(W0, -periphery.w_max, periphery.w_max).ravel()
         g_min = self.P[0]
         target = np.concatenate([g_min[:n] + np.maximum(W, 0) * self.g_scale,
@@ -132,10 +141,10 @@ class CrossbarArray:
 
     def apply(self, dW: np.ndarray, rng: np.random.Generator) -> int:
         """Write ``dW`` as pulses (see :mod:`crossbar_sim.writeback`); returns the pulses sent."""
-        sent = write_pairs(np.ascontiguousarray(dW, dtype=np.float64), self.G, self.P, self.W_view, self.WT_view,
-                           self.pulses, self.dw_step, self.g_scale, self.stochastic, self.cap,
-                           self.model.params.write_noise, new_key(rng), self.model.pulse)
+        sent, refresh = WB.write_pairs(np.ascontiguousarray(dW, dtype=np.float64), self.G, self.P, self.W_view,
+                                       self.WT_view, self.pulses, self.cfg, new_key(rng), self.model.pulse)
         self.pulses_total += sent
+        self.refresh_pulses += refresh
         return sent
 
     @property

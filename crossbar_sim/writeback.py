@@ -30,29 +30,49 @@ def pulse_count(x, stochastic, cap, key, k):
     return int(min(max(nf, -cap), cap))
 
 
+WB_DW_STEP, WB_G_SCALE, WB_STOCHASTIC, WB_CAP, WB_WRITE_NOISE, WB_ENDURANCE, WB_SET_ONLY, WB_REFRESH_AT = range(8)
+N_WB = 8
+
+
+@njit(cache=True, inline="always")
+def _send(G, P, pulses, dev, m, cfg, noise_key, salt, pulse_fn):
+    """``m`` pulses to device ``dev`` (counted even if it is stuck); a worn-out device sticks."""
+    pulses[dev] += abs(m)
+    if P[ROW_STUCK, dev] == 0.0:
+        # Each device gets its own stream for this write; its pulses draw indices 0, 1, ...
+        G[dev] = pulse_fn(G[dev], m, P, dev, cfg[WB_WRITE_NOISE], bits(noise_key, np.uint64(dev)), salt)
+        if cfg[WB_ENDURANCE] > 0 and pulses[dev] >= cfg[WB_ENDURANCE]:
+            P[ROW_STUCK, dev] = 1.0
+    return abs(m)
+
+
 @njit(cache=True, parallel=True)
-def write_pairs(dW, G, P, W, WT, pulses, dw_step, g_scale, stochastic, cap, write_noise, key, pulse_fn):
+def write_pairs(dW, G, P, W, WT, pulses, cfg, key, pulse_fn):
     """Apply the intended change ``dW`` (R, C) to the pairs, pulse by pulse, and refresh the read-out.
 
     Args:
         dW: (R, C) intended weight change, weight units.
         G: (2 * R * C,) float64 conductances, G+ first then G-, uS; updated in place.
-        P: (N_PARAMS, 2 * R * C) per-device parameters (:mod:`device_models.base`).
+        P: (rows, 2 * R * C) per-device parameters (:mod:`device_models.base`); a worn-out device is marked stuck.
         W, WT: read-out matrices (R, C) and (C, R - 1 or R) float32, refreshed for every pulsed pair.
         pulses: (2 * R * C,) int64 running pulse count per device.
-        dw_step: nominal weight change of one pulse; g_scale: uS per weight unit.
-        stochastic: stochastic rounding of ``dW / dw_step`` instead of round-to-nearest.
-        cap: most pulses one pair gets in one write.
-        write_noise, key, pulse_fn: the device's cycle-to-cycle noise, the noise stream, its pulse response.
+        cfg: float64 settings, indexed by ``WB_*``: nominal weight change of one pulse, uS per weight unit,
+            stochastic rounding (0/1), most pulses per pair and write, the device's cycle-to-cycle noise, its
+            endurance (0: unlimited), SET-only pairs with refresh (0/1), and the refresh threshold.
+        key, pulse_fn: the write's random stream and the device's pulse response.
 
     Returns:
-        Pulses sent in this write.
+        (pulses sent in this write, of which pulses of pair refreshes).
     """
     R, C = dW.shape
     N = R * C
     n_t = WT.shape[1]
     noise_key = key ^ _NOISE_STREAM
+    dw_step, g_scale = cfg[WB_DW_STEP], cfg[WB_G_SCALE]
+    stochastic, cap = cfg[WB_STOCHASTIC] != 0.0, cfg[WB_CAP]
+    set_only, refresh_at = cfg[WB_SET_ONLY] != 0.0, cfg[WB_REFRESH_AT]
     total = 0
+    refresh = 0
     # Rows in parallel: every draw is indexed by its device, so the result does not depend on the threads.
     for i in prange(R):
         for j in range(C):
@@ -62,23 +82,31 @@ def write_pairs(dW, G, P, W, WT, pulses, dw_step, g_scale, stochastic, cap, writ
                 continue
             kp = k
             km = N + k
-            gp = G[kp]
-            gm = G[km]
-            if n > 0:
-                up_room = P[ROW_G_MAX, kp] - gp
-                down_room = gm - P[ROW_G_MIN, km]
+            if set_only:
+                # Only gradual up steps: a positive change SETs G+, a negative one SETs G-.
+                dev, m = (kp, n) if n > 0 else (km, -n)
+            elif n > 0:
+                up_room = P[ROW_G_MAX, kp] - G[kp]
+                down_room = G[km] - P[ROW_G_MIN, km]
                 dev, m = (kp, n) if up_room >= down_room else (km, -n)
             else:
-                down_room = gp - P[ROW_G_MIN, kp]
-                up_room = P[ROW_G_MAX, km] - gm
+                down_room = G[kp] - P[ROW_G_MIN, kp]
+                up_room = P[ROW_G_MAX, km] - G[km]
                 dev, m = (kp, n) if down_room >= up_room else (km, -n)
-            pulses[dev] += abs(m)
-            total += abs(m)
-            if P[ROW_STUCK, dev] == 0.0:
-                # Each device gets its own stream for this write; its pulses draw indices 0, 1, ...
-                G[dev] = pulse_fn(G[dev], m, P, dev, write_noise, bits(noise_key, np.uint64(dev)), np.uint64(0))
+            total += _send(G, P, pulses, dev, m, cfg, noise_key, np.uint64(0), pulse_fn)
+            if set_only and G[dev] > P[ROW_G_MIN, dev] + refresh_at * (P[ROW_G_MAX, dev] - P[ROW_G_MIN, dev]):
+                # Refresh: read the difference, RESET both, SET the difference back into one device.
+                diff = G[kp] - G[km]
+                sent = _send(G, P, pulses, kp, -1, cfg, noise_key, np.uint64(1 << 20), pulse_fn)
+                sent += _send(G, P, pulses, km, -1, cfg, noise_key, np.uint64(1 << 20), pulse_fn)
+                target = kp if diff > 0 else km
+                m = int(min(math.floor(abs(diff) / (dw_step * g_scale) + 0.5), 4 * cap))
+                if m > 0:
+                    sent += _send(G, P, pulses, target, m, cfg, noise_key, np.uint64(2 << 20), pulse_fn)
+                total += sent
+                refresh += sent
             w = (G[kp] - G[km]) / g_scale
             W[i, j] = w
             if i < n_t:
                 WT[j, i] = w
-    return total
+    return total, refresh

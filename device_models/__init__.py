@@ -5,13 +5,19 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 
 from device_models.base import DeviceModel, DeviceModelError, DeviceParams
+from device_models.ecram import ECRAM
+from device_models.exp_step import ExpStep
+from device_models.fefet import FeFET
 from device_models.ideal import Ideal
 from device_models.linear_step import LinearStep
+from device_models.lookup import Lookup
+from device_models.pcm import PCM
+from device_models.pow_step import PowStep
 from device_models.soft_bounds import SoftBounds
 
 ENTRY_POINT_GROUP = "crossbar_sim.device_models"
 # Used when the package runs from a source tree without installed metadata.
-_BUILTINS = {cls.name: cls for cls in (Ideal, LinearStep, SoftBounds)}
+_BUILTINS = {cls.name: cls for cls in (Ideal, LinearStep, SoftBounds, ExpStep, PowStep, PCM, ECRAM, FeFET, Lookup)}
 
 
 def registry() -> dict[str, type[DeviceModel]]:

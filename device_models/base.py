@@ -7,8 +7,13 @@ A model is three things:
   stuck faults) into a ``(N_PARAMS, n_devices)`` float64 array whose rows are named by ``ROW_*``;
 * a Numba-compiled scalar pulse response, :attr:`DeviceModel.pulse`, with the signature
   ``pulse(g, n, P, k, write_noise, key, index) -> g_new``: apply ``n`` pulses (``n > 0`` potentiate,
-  ``n < 0`` depress) to device ``k`` whose conductance is ``g``, its parameters in column ``k`` of ``P``,
-  drawing cycle-to-cycle noise from the counter-based stream ``key`` at ``index, index + 1, ...``.
+  ``n < 0`` depress) to device ``k`` whose conductance is ``g``, its parameters in column ``k`` of ``P``.
+  Pulse ``j`` draws its normal deviate at ``index + 2 j`` and its uniform one at ``index + 2 j + 1`` of the
+  counter-based stream ``key`` (:mod:`crossbar_sim.rng`);
+* a NumPy twin of one pulse, :meth:`DeviceModel.twin`, written independently, for the tests.
+
+Shape parameters that a model adds (``shape_params``) get their own per-device rows after the common ones,
+each spread device to device by ``d2d``.
 
 The tile code depends only on this module. Invariants are checked when a model is constructed, so a bad
 parameter set fails before any simulation starts.
@@ -24,6 +29,13 @@ import numpy as np
 
 ROW_G_MIN, ROW_G_MAX, ROW_STEP_UP, ROW_STEP_DOWN, ROW_STUCK = range(5)
 N_PARAMS = 5
+
+
+def round_to_levels(target: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """Direct setting onto each device's own level grid ``g_min + k * step_up``; stuck devices keep theirs."""
+    lo, hi, step = P[ROW_G_MIN], P[ROW_G_MAX], P[ROW_STEP_UP]
+    g = np.minimum(lo + np.rint((np.clip(target, lo, hi) - lo) / step) * step, hi)
+    return np.where(P[ROW_STUCK] > 0, lo, g)
 
 
 class DeviceModelError(ValueError):
@@ -59,6 +71,8 @@ class DeviceParams:
     """Fraction of devices stuck (they ignore pulses), in [0, 1]."""
     stuck_high: float = 0.5
     """Of the stuck devices, the fraction stuck at g_max; the rest are stuck at g_min."""
+    endurance: int = 0
+    """Pulses after which a device wears out and sticks where it is; 0 means unlimited."""
 
     def check(self) -> list[tuple[str, str]]:
         """Return the problems with these values as (field, message) pairs; empty when valid."""
@@ -75,6 +89,8 @@ class DeviceParams:
         for name in ("stuck_fraction", "stuck_high"):
             if not (0.0 <= getattr(self, name) <= 1.0):
                 problems.append((name, f"expected a number in [0, 1], got {getattr(self, name)}"))
+        if self.endurance < 0:
+            problems.append(("endurance", f"expected an integer >= 0, got {self.endurance}"))
         return problems
 
     @property
@@ -93,6 +109,14 @@ class DeviceModel(ABC):
     params_cls: ClassVar[type] = DeviceParams
     pulse: ClassVar[object]  # a numba.njit dispatcher, see the module docstring
     ideal: ClassVar[bool] = False
+    shape_params: ClassVar[tuple[str, ...]] = ()
+    """Fields of ``params_cls`` that get a per-device row (spread by ``d2d``), in row order after ROW_STUCK."""
+    exact_levels: ClassVar[bool] = False
+    """True when 2**bits - 1 up pulses take a device exactly from g_min to g_max (2**bits levels); otherwise
+    ``bits`` sets the step at mid-range and the number of distinct levels follows from the shape."""
+    set_only: ClassVar[bool] = False
+    """True for devices that can only be stepped up gradually and reset abruptly (PCM): a pair is then
+    updated by up pulses on G+ or G- and refreshed when a device nears g_max."""
 
     def __init__(self, params=None, **overrides):
         params = params if params is not None else self.params_cls()
@@ -118,14 +142,17 @@ class DeviceModel(ABC):
             float64 array of shape (N_PARAMS, n).
         """
         p = self.params
-        P = np.empty((N_PARAMS, n))
+        P = np.empty((N_PARAMS + len(self.shape_params), n))
         spread = p.d2d * rng.standard_normal((4, n)) if p.d2d > 0 else np.zeros((4, n))
-        step = p.nominal_step
+        step = self.nominal_step()
         P[ROW_G_MIN] = p.g_min * np.maximum(1.0 + spread[0], 0.0)
         P[ROW_G_MAX] = np.maximum(p.g_max * (1.0 + spread[1]), P[ROW_G_MIN] + step)
         P[ROW_STEP_UP] = step * (1.0 + p.up_down) * np.maximum(1.0 + spread[2], 0.05)
         P[ROW_STEP_DOWN] = step * (1.0 - p.up_down) * np.maximum(1.0 + spread[3], 0.05)
         P[ROW_STUCK] = 0.0
+        for i, name in enumerate(self.shape_params):
+            value = getattr(p, name)
+            P[N_PARAMS + i] = value * (1.0 + p.d2d * rng.standard_normal(n)) if p.d2d > 0 else value
         if p.stuck_fraction > 0:
             stuck = rng.random(n) < p.stuck_fraction
             high = rng.random(n) < p.stuck_high
@@ -142,6 +169,20 @@ class DeviceModel(ABC):
         """
         g = np.clip(target, P[ROW_G_MIN], P[ROW_G_MAX])
         return np.where(P[ROW_STUCK] > 0, P[ROW_G_MIN], g)
+
+    def nominal_step(self) -> float:
+        """Conductance change of one pulse as the controller counts it, uS."""
+        return self.params.nominal_step
+
+    def max_pulses(self) -> int:
+        """Most pulses one pair gets in one write: one sweep of the range."""
+        return 2 ** self.params.bits
+
+    def twin(self, g: np.ndarray, direction: int, P: np.ndarray, z: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """NumPy twin of one pulse (``direction`` +1 or -1) on every device, given each device's normal
+        deviate ``z`` and uniform deviate ``u`` for that pulse. Models override it; tests compare it with
+        :attr:`pulse`."""
+        raise NotImplementedError(f"{self.name} has no NumPy twin")
 
     def read_sigma(self) -> float:
         """Std of one device's conductance at a read, uS."""

@@ -10,7 +10,7 @@ import numpy as np
 from numba import njit
 
 from crossbar_sim.rng import normal
-from device_models.base import ROW_G_MAX, ROW_G_MIN, ROW_STEP_DOWN, ROW_STEP_UP, ROW_STUCK, DeviceModel
+from device_models.base import ROW_G_MAX, ROW_G_MIN, ROW_STEP_DOWN, ROW_STEP_UP, DeviceModel, round_to_levels
 
 
 @njit(cache=True)
@@ -22,7 +22,7 @@ def linear_pulse(g, n, P, k, write_noise, key, index):
     if write_noise == 0.0:
         return min(max(g + abs(n) * step, lo), hi)
     for j in range(abs(n)):
-        g = min(max(g + step * (1.0 + write_noise * normal(key, index + np.uint64(j))), lo), hi)
+        g = min(max(g + step * (1.0 + write_noise * normal(key, index + np.uint64(2 * j))), lo), hi)
     return g
 
 
@@ -32,8 +32,12 @@ class LinearStep(DeviceModel):
     name = "linear_step"
     pulse = linear_pulse
 
+    exact_levels = True
+
+    def twin(self, g, direction, P, z, u):
+        step = P[ROW_STEP_UP] if direction > 0 else -P[ROW_STEP_DOWN]
+        return np.clip(g + step * (1.0 + self.params.write_noise * z), P[ROW_G_MIN], P[ROW_G_MAX])
+
     def program(self, target: np.ndarray, P: np.ndarray) -> np.ndarray:
-        """Round to the device's own level grid ``g_min + k * step_up`` (direct setting, no verify)."""
-        lo, hi, step = P[ROW_G_MIN], P[ROW_G_MAX], P[ROW_STEP_UP]
-        g = np.minimum(lo + np.rint((np.clip(target, lo, hi) - lo) / step) * step, hi)
-        return np.where(P[ROW_STUCK] > 0, lo, g)
+        """Round to the device's own level grid (direct setting, no verify)."""
+        return round_to_levels(target, P)

@@ -27,7 +27,7 @@ def soft_bounds_pulse(g, n, P, k, write_noise, key, index):
         else:
             d = -2.0 * P[ROW_STEP_DOWN, k] * (g - lo) / span
         if write_noise != 0.0:
-            d *= 1.0 + write_noise * normal(key, index + np.uint64(j))
+            d *= 1.0 + write_noise * normal(key, index + np.uint64(2 * j))
         g = min(max(g + d, lo), hi)
     return g
 
@@ -37,3 +37,11 @@ class SoftBounds(DeviceModel):
 
     name = "soft_bounds"
     pulse = soft_bounds_pulse
+
+    def twin(self, g, direction, P, z, u):
+        lo, hi = P[ROW_G_MIN], P[ROW_G_MAX]
+        if direction > 0:
+            d = 2.0 * P[ROW_STEP_UP] * (hi - g) / (hi - lo)
+        else:
+            d = -2.0 * P[ROW_STEP_DOWN] * (g - lo) / (hi - lo)
+        return np.clip(g + d * (1.0 + self.params.write_noise * z), lo, hi)
