@@ -111,9 +111,12 @@ class DeviceModel(ABC):
     ideal: ClassVar[bool] = False
     shape_params: ClassVar[tuple[str, ...]] = ()
     """Fields of ``params_cls`` that get a per-device row (spread by ``d2d``), in row order after ROW_STUCK."""
-    exact_levels: ClassVar[bool] = False
-    """True when 2**bits - 1 up pulses take a device exactly from g_min to g_max (2**bits levels); otherwise
-    ``bits`` sets the step at mid-range and the number of distinct levels follows from the shape."""
+    levels: ClassVar[str] = "mid_step"
+    """How the bit depth shows (checked by the contract test): ``exact``: an up sweep from g_min visits exactly
+    :meth:`max_pulses` distinct levels; ``sweep``: a sweep from g_min to g_max takes about 2**bits - 1 pulses;
+    ``mid_step``: the step at mid-range is the nominal step (the bounds are approached asymptotically)."""
+    symmetric: ClassVar[bool | None] = True
+    """Whether up and down steps mirror each other about mid-range when ``up_down`` is 0 (None: set by data)."""
     set_only: ClassVar[bool] = False
     """True for devices that can only be stepped up gradually and reset abruptly (PCM): a pair is then
     updated by up pulses on G+ or G- and refreshed when a device nears g_max."""

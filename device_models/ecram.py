@@ -54,6 +54,7 @@ class ECRAM(DeviceModel):
     """Near-linear symmetric steps, many levels."""
 
     name = "ecram"
+    levels = "sweep"
     params_cls = ECRAMParams
     pulse = ecram_pulse
     shape_params = ("nonlinearity",)

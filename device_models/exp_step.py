@@ -67,6 +67,7 @@ class ExpStep(DeviceModel):
     """Exponentially shrinking steps, separate up and down shapes, hard bounds."""
 
     name = "exp_step"
+    levels = "sweep"
     params_cls = ExpStepParams
     pulse = exp_step_pulse
     shape_params = ("gamma_up", "gamma_down")

@@ -55,10 +55,10 @@ class FeFET(DeviceModel):
     """A few discrete levels, stochastic switching."""
 
     name = "fefet"
+    levels = "exact"
     params_cls = FeFETParams
     pulse = fefet_pulse
     shape_params = ("p_switch",)
-    exact_levels = True
 
     def twin(self, g, direction, P, z, u):
         step = P[ROW_STEP_UP] if direction > 0 else -P[ROW_STEP_DOWN]

@@ -30,9 +30,9 @@ class LinearStep(DeviceModel):
     """Equally spaced levels, constant step, hard bounds."""
 
     name = "linear_step"
+    levels = "exact"
     pulse = linear_pulse
 
-    exact_levels = True
 
     def twin(self, g, direction, P, z, u):
         step = P[ROW_STEP_UP] if direction > 0 else -P[ROW_STEP_DOWN]

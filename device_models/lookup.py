@@ -96,6 +96,8 @@ class Lookup(DeviceModel):
     """A measured pulse response from a table."""
 
     name = "lookup"
+    levels = "exact"
+    symmetric = None
     params_cls = LookupParams
     pulse = None  # set per table in __init__
 

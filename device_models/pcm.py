@@ -64,6 +64,8 @@ class PCM(DeviceModel):
     """Gradual SET, abrupt RESET; pairs learn by SET pulses and are refreshed."""
 
     name = "pcm"
+    levels = "sweep"
+    symmetric = False
     params_cls = PCMParams
     pulse = pcm_pulse
     shape_params = ("gamma_set",)
