@@ -1,4 +1,8 @@
-"""Command line: ``crossbar-sim run SCENARIO.yaml [--out DIR] [--set key.path=value ...] [--seed N]``.
+"""Command line.
+
+* ``crossbar-sim run SCENARIO.yaml [--out DIR] [--set key.path=value ...] [--seed N]``
+* ``crossbar-sim devices``: the device models and presets, with their parameters, units and defaults
+* ``crossbar-sim device show NAME [--set param=value ...] --out DIR``: plots of a device's pulse response
 
 User errors end with exit status 2 and one line on stderr, never a traceback.
 """
@@ -7,6 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+import yaml
 
 from crossbar_sim.config import ConfigError, load_scenario
 from crossbar_sim.data import DataError
@@ -26,6 +32,15 @@ def _parser() -> argparse.ArgumentParser:
                      help="override one scenario key; repeatable")
     run.add_argument("--seed", type=int, help="override the scenario's seed")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    sub.add_parser("devices", help="list device models and presets with their parameters")
+    dev = sub.add_parser("device", help="look at one device model or preset")
+    dev_sub = dev.add_subparsers(dest="device_command", required=True)
+    show = dev_sub.add_parser("show", help="plot the pulse response, step sizes and reachable levels")
+    show.add_argument("name", help="a device model or preset (see `crossbar-sim devices`)")
+    show.add_argument("--set", dest="overrides", action="append", default=[], metavar="PARAM=VALUE",
+                      help="override one device parameter; repeatable")
+    show.add_argument("--out", required=True, help="directory for pulse_response.png and .csv")
+    show.add_argument("--devices", type=int, default=200, help="devices sampled for the spread band")
     return p
 
 
@@ -42,13 +57,56 @@ def _run(args) -> int:
     return 0
 
 
+def _devices(args) -> int:
+    import dataclasses
+
+    from device_models import field_docs, registry
+    from device_models.presets import PRESETS
+
+    for name, cls in sorted(registry().items()):
+        print(f"{name}: {(cls.__doc__ or '').strip().splitlines()[0]}")
+        if cls.ideal:
+            print("    (no parameters: exact floating-point weights)")
+            continue
+        docs = field_docs(cls.params_cls)
+        for f in dataclasses.fields(cls.params_cls):
+            print(f"    {f.name:15s} = {f.default!s:12.12s} {docs.get(f.name, '')}")
+    print("\npresets (use as hardware.device: {preset: NAME, ...overrides}):")
+    for name, preset in sorted(PRESETS.items()):
+        values = ", ".join(f"{k}={v}" for k, v in preset.values.items())
+        print(f"  {name}: {preset.model}({values})\n      source: {preset.source}")
+    return 0
+
+
+def _device_show(args) -> int:
+    from crossbar_sim.config import device_from_mapping
+    from crossbar_sim.device_plots import show
+
+    raw = {}
+    for assignment in args.overrides:
+        key, sep, text = assignment.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {assignment}: expected param=value")
+        raw[key.strip()] = yaml.safe_load(text)
+    model = device_from_mapping(args.name, raw)
+    if model.ideal:
+        raise ConfigError("ideal: has no pulse response to show")
+    path = show(model, Path(args.out), devices=args.devices)
+    print(f"{args.name}: pulse response in {path}")
+    return 0
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"run": _run}[args.command](args)
+        if args.command == "device":
+            return _device_show(args)
+        return {"run": _run, "devices": _devices}[args.command](args)
     except USER_ERRORS as exc:
         print(f"crossbar-sim: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like
+        return 0
     except KeyboardInterrupt:
         print("crossbar-sim: interrupted", file=sys.stderr)
         return 130

@@ -18,6 +18,7 @@ import yaml
 
 import device_models
 from crossbar_sim.data import DATASETS
+from device_models.presets import PRESETS
 from networks.activations import ACTIVATIONS
 
 
@@ -92,6 +93,7 @@ class DeviceConfig:
 
     model: str = "ideal"
     params: Any = None  # the model's parameter dataclass, filled by the binder
+    preset: str | None = None
 
     def build(self) -> device_models.DeviceModel:
         return device_models.get_model(self.model)(self.params)
@@ -231,6 +233,15 @@ def _bind_device(data, path):
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping, got {data!r}")
     data = dict(data)
+    preset_name = data.pop("preset", None)
+    if preset_name is not None:
+        if preset_name not in PRESETS:
+            raise ConfigError(f"{path}.preset: unknown preset {preset_name!r}; known: {', '.join(sorted(PRESETS))}")
+        preset = PRESETS[preset_name]
+        if data.get("model", preset.model) != preset.model:
+            raise ConfigError(f"{path}.model: preset {preset_name!r} is a {preset.model!r} device, got {data['model']!r}")
+        data = {**preset.values, **data}
+        data["model"] = preset.model
     name = data.pop("model", "ideal")
     try:
         model_cls = device_models.get_model(name)
@@ -249,7 +260,13 @@ def _bind_device(data, path):
     if problems:
         key, message = problems[0]
         raise ConfigError(f"{path}.{key}: {message}")
-    return DeviceConfig(model=name, params=params)
+    return DeviceConfig(model=name, params=params, preset=preset_name)
+
+
+def device_from_mapping(name: str, values: dict) -> device_models.DeviceModel:
+    """A device model from a model or preset name and parameter overrides (``crossbar-sim device show``)."""
+    key = "preset" if name in PRESETS else "model"
+    return _bind_device({key: name, **values}, "device").build()
 
 
 def apply_override(raw: dict, assignment: str) -> None:

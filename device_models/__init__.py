@@ -15,22 +15,17 @@ from device_models.pcm import PCM
 from device_models.pow_step import PowStep
 from device_models.soft_bounds import SoftBounds
 
-ENTRY_POINT_GROUP = "crossbar_sim.device_models"
-# Used when the package runs from a source tree without installed metadata.
+from device_models.registry import ENTRY_POINT_GROUP, field_docs, validate
+from device_models.registry import registry as _registry
+
+# The built-ins, so that a source tree without installed metadata still works; installed, they also come
+# through the entry points and are validated like any plugin.
 _BUILTINS = {cls.name: cls for cls in (Ideal, LinearStep, SoftBounds, ExpStep, PowStep, PCM, ECRAM, FeFET, Lookup)}
 
 
 def registry() -> dict[str, type[DeviceModel]]:
     """All device models by name: the built-ins plus every installed plugin."""
-    models = dict(_BUILTINS)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in _BUILTINS and ep.value.startswith("device_models."):
-            continue
-        cls = ep.load()
-        if not (isinstance(cls, type) and issubclass(cls, DeviceModel)):
-            raise DeviceModelError(f"plugin {ep.name!r} ({ep.value}): not a DeviceModel subclass")
-        models[ep.name] = cls
-    return models
+    return _registry(_BUILTINS)
 
 
 def get_model(name: str) -> type[DeviceModel]:
@@ -40,4 +35,5 @@ def get_model(name: str) -> type[DeviceModel]:
     return models[name]
 
 
-__all__ = ["DeviceModel", "DeviceModelError", "DeviceParams", "get_model", "registry", "ENTRY_POINT_GROUP"]
+__all__ = ["DeviceModel", "DeviceModelError", "DeviceParams", "get_model", "registry", "validate", "field_docs",
+           "ENTRY_POINT_GROUP"]

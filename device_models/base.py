@@ -64,7 +64,7 @@ class DeviceParams:
     write_noise: float = 0.0
     """Cycle-to-cycle noise: std of each pulse's step, relative to that step (dimensionless)."""
     d2d: float = 0.0
-    """Device-to-device spread: relative std of each device's bounds and step sizes, sampled once (dimensionless)."""
+    """Device-to-device spread: relative std of each device's bounds, steps and shape parameters, sampled once (dimensionless)."""
     read_noise: float = 0.0
     """Read noise: std of a device's conductance at each read, relative to g_max - g_min, white (dimensionless)."""
     stuck_fraction: float = 0.0
