@@ -1,6 +1,7 @@
 """The example third-party plugin installs from its own package and runs in a scenario."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +16,10 @@ PLUGIN = ROOT / "examples" / "plugin_device"
 def plugin_path(tmp_path_factory):
     """The plugin installed (without its dependencies, which are this environment) into a directory of its own."""
     target = tmp_path_factory.mktemp("plugin")
+    source = tmp_path_factory.mktemp("plugin_src") / "plugin_device"
+    shutil.copytree(PLUGIN, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
-                           str(PLUGIN)], capture_output=True, text=True, timeout=600)
+                           str(source)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     return target
 
