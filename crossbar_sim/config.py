@@ -83,6 +83,15 @@ class TileConfig:
 
 
 @dataclass
+class TimeConfig:
+    """The simulated clock, which matters for drifting devices: seconds of chip time per training batch, and
+    the delay between the end of training and a last test (0: no such test)."""
+
+    batch_seconds: float = spec(1.0e-3, lo=0.0)
+    eval_delay: float = spec(0.0, lo=0.0)
+
+
+@dataclass
 class UpdateConfig:
     rounding: str = spec("stochastic", choices=("round", "stochastic"))
 
@@ -104,6 +113,7 @@ class HardwareConfig:
     device: DeviceConfig = field(default_factory=DeviceConfig)
     tile: TileConfig = field(default_factory=TileConfig)
     update: UpdateConfig = field(default_factory=UpdateConfig)
+    time: TimeConfig = field(default_factory=TimeConfig)
 
 
 @dataclass

@@ -70,6 +70,7 @@ class Engine:
             else:
                 self.arrays.append(CrossbarArray(W0, model, periphery, rng, W_view, WT_view, rounding))
         self._work: dict[int, np.ndarray] = {}
+        self.now = 0.0
         self.rng = rng
 
     # ---- layout ------------------------------------------------------------------------------------
@@ -152,6 +153,12 @@ class Engine:
         if self.loss == K.LOSS_CE and nudged:
             per_step += 2
         return batch + res.sample_steps * per_step
+
+    def advance(self, now: float) -> None:
+        """Set the chip's clock to ``now`` (s since the weights were programmed)."""
+        self.now = now
+        for a in self.arrays:
+            a.advance(now)
 
     @property
     def pulses(self) -> int:

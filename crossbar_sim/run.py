@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crossbar_sim import report
+from crossbar_sim import blas, report
 from crossbar_sim.config import Scenario
 from crossbar_sim.data import load_dataset
 from crossbar_sim.trainer import Trainer
@@ -60,6 +60,13 @@ def run_scenario(scenario: Scenario, out: str | Path, progress: bool = True, ech
             f"{n:8s} epoch {row['epoch']:3d}  train {row['train_accuracy']:.4f}  test {row['test_accuracy']:.4f}"))
         runs[name] = trainer.counters.history
         summary = _summary(trainer, time.perf_counter() - start)
+        delay = scenario.hardware.time.eval_delay
+        if delay > 0:
+            # Inference after the devices have drifted for a while without pulses.
+            trainer.engine.advance(trainer.engine.now + delay)
+            with blas.limit_threads(1):
+                summary["test_accuracy_after_delay"] = trainer.evaluate(dataset.x_test, dataset.y_test)
+            echo(f"{name:8s} test accuracy {delay:g} s after training: {summary['test_accuracy_after_delay']:.4f}")
         if name == "crossbar":
             metrics.update(summary)
             metrics["history"] = runs[name]

@@ -84,6 +84,9 @@ class IdealArray:
         self.refresh()
         return 0
 
+    def advance(self, now: float) -> None:
+        """Float weights do not drift."""
+
     @property
     def max_device_pulses(self) -> int:
         return 0
@@ -117,9 +120,12 @@ class CrossbarArray:
         self.cfg[WB.WB_ENDURANCE] = p.endurance
         self.cfg[WB.WB_SET_ONLY] = model.set_only
         self.cfg[WB.WB_REFRESH_AT] = getattr(p, "refresh_at", 1.0)
+        self.cfg[WB.WB_DRIFT] = model.drifts
+        self.cfg[WB.WB_T0] = p.drift_t0
         n = W0.size
         self.P = np.ascontiguousarray(model.sample(rng, 2 * n))
         self.pulses = np.zeros(2 * n, dtype=np.int64)
+        self.t_prog = np.zeros(2 * n)  # time of each device's last pulse (programming at t = 0), s
         self.pulses_total = 0
         self.refresh_pulses = 0
         W = np.clip(W0, -periphery.w_max, periphery.w_max).ravel()
@@ -139,10 +145,18 @@ class CrossbarArray:
         self.W_view[:] = W
         self.WT_view[:] = W[: self.WT_view.shape[1]].T
 
+    def advance(self, now: float) -> None:
+        """Set the clock to ``now`` (s since programming); drifting devices change their read-out."""
+        self.cfg[WB.WB_NOW] = now
+        if self.cfg[WB.WB_DRIFT]:
+            WB.drift_readout(self.G, self.P, self.t_prog, self.W_view, self.WT_view, self.g_scale, now,
+                             self.cfg[WB.WB_T0])
+
     def apply(self, dW: np.ndarray, rng: np.random.Generator) -> int:
         """Write ``dW`` as pulses (see :mod:`crossbar_sim.writeback`); returns the pulses sent."""
         sent, refresh = WB.write_pairs(np.ascontiguousarray(dW, dtype=np.float64), self.G, self.P, self.W_view,
-                                       self.WT_view, self.pulses, self.cfg, new_key(rng), self.model.pulse)
+                                       self.WT_view, self.pulses, self.t_prog, self.cfg, new_key(rng),
+                                       self.model.pulse)
         self.pulses_total += sent
         self.refresh_pulses += refresh
         return sent

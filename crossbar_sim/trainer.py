@@ -103,6 +103,7 @@ class Trainer:
                 S0 = self.engine.to_flat(self.particles[idx])
             else:
                 S0 = np.zeros(len(idx) * self.engine.state_size(), dtype=np.float32)
+            self.engine.advance(self.engine.now + sc.hardware.time.batch_seconds)
             est, res = self.step.estimate(x, y, S0, self.rng["ep"], where=f"epoch {epoch}, batch {b + 1}")
             for array, g, lr in zip(self.engine.arrays, est, self.lrs):
                 array.apply(lr * g, self.rng["write"])

@@ -27,8 +27,8 @@ from typing import ClassVar
 
 import numpy as np
 
-ROW_G_MIN, ROW_G_MAX, ROW_STEP_UP, ROW_STEP_DOWN, ROW_STUCK = range(5)
-N_PARAMS = 5
+ROW_G_MIN, ROW_G_MAX, ROW_STEP_UP, ROW_STEP_DOWN, ROW_STUCK, ROW_NU = range(6)
+N_PARAMS = 6
 
 
 def round_to_levels(target: np.ndarray, P: np.ndarray) -> np.ndarray:
@@ -73,6 +73,12 @@ class DeviceParams:
     """Of the stuck devices, the fraction stuck at g_max; the rest are stuck at g_min."""
     endurance: int = 0
     """Pulses after which a device wears out and sticks where it is; 0 means unlimited."""
+    drift_nu: float = 0.0
+    """Mean drift exponent: a device read t seconds after its last pulse shows G0 (t / drift_t0)^(-nu), dimensionless."""
+    drift_nu_dtod: float = 0.0
+    """Device-to-device std of the drift exponent nu, dimensionless."""
+    drift_t0: float = 1.0
+    """Time after a pulse from which drift is counted, s."""
 
     def check(self) -> list[tuple[str, str]]:
         """Return the problems with these values as (field, message) pairs; empty when valid."""
@@ -91,6 +97,11 @@ class DeviceParams:
                 problems.append((name, f"expected a number in [0, 1], got {getattr(self, name)}"))
         if self.endurance < 0:
             problems.append(("endurance", f"expected an integer >= 0, got {self.endurance}"))
+        for name in ("drift_nu", "drift_nu_dtod"):
+            if getattr(self, name) < 0:
+                problems.append((name, f"expected a number >= 0, got {getattr(self, name)}"))
+        if self.drift_t0 <= 0:
+            problems.append(("drift_t0", f"expected a number > 0, got {self.drift_t0}"))
         return problems
 
     @property
@@ -153,6 +164,9 @@ class DeviceModel(ABC):
         P[ROW_STEP_UP] = step * (1.0 + p.up_down) * np.maximum(1.0 + spread[2], 0.05)
         P[ROW_STEP_DOWN] = step * (1.0 - p.up_down) * np.maximum(1.0 + spread[3], 0.05)
         P[ROW_STUCK] = 0.0
+        P[ROW_NU] = p.drift_nu
+        if p.drift_nu_dtod > 0:
+            P[ROW_NU] = np.maximum(p.drift_nu + p.drift_nu_dtod * rng.standard_normal(n), 0.0)
         for i, name in enumerate(self.shape_params):
             value = getattr(p, name)
             P[N_PARAMS + i] = value * (1.0 + p.d2d * rng.standard_normal(n)) if p.d2d > 0 else value
@@ -191,9 +205,9 @@ class DeviceModel(ABC):
         """Std of one device's conductance at a read, uS."""
         return self.params.read_noise * (self.params.g_max - self.params.g_min)
 
-    def drift(self, g: np.ndarray, P: np.ndarray, seconds: float) -> np.ndarray:
-        """Conductance after ``seconds`` without pulses. The models here do not drift yet."""
-        return g
+    @property
+    def drifts(self) -> bool:
+        return self.params.drift_nu > 0 or self.params.drift_nu_dtod > 0
 
     def describe(self) -> dict:
         return {"model": self.name, **dataclasses.asdict(self.params)}

@@ -124,3 +124,22 @@ def test_kernel_matches_numpy_twin(name, direction):
     got = _pulse_all(model.pulse, g, direction, P, 0.3, np.uint64(5))
     z, u = _draws(5, n)
     np.testing.assert_allclose(got, model.twin(g, direction, P, z, u), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_drift_follows_its_power_law(name):
+    from crossbar_sim.tiles import CrossbarArray
+
+    model = make(name, bits=6, drift_nu=0.1, drift_nu_dtod=0.02, drift_t0=2.0)
+    W0 = np.random.default_rng(0).uniform(-0.5, 0.5, (30, 20))
+    arr = CrossbarArray(W0, model, Periphery(w_max=1.0), np.random.default_rng(1),
+                        np.zeros((30, 20), np.float32), np.zeros((20, 29), np.float32))
+    nu = arr.P[5]
+    assert nu.mean() == pytest.approx(0.1, abs=4 * 0.02 / np.sqrt(nu.size)) and nu.std() == pytest.approx(0.02, rel=0.1)
+    n = W0.size
+    for now, t in ((1.0, 2.0), (200.0, 200.0)):  # drift counts from t0 on
+        arr.advance(now)
+        f = (t / 2.0) ** (-nu)
+        expected = (arr.G[:n] * f[:n] - arr.G[n:] * f[n:]) / arr.g_scale
+        np.testing.assert_allclose(arr.W_view, expected.reshape(30, 20), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(arr.WT_view, expected.reshape(30, 20)[:-1].T, rtol=1e-5, atol=1e-6)
