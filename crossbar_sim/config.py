@@ -83,6 +83,13 @@ class TileConfig:
 
 
 @dataclass
+class ProgramConfig:
+    method: str = spec("direct", choices=("direct", "write_verify"))
+    tolerance: float = spec(1.0, lo=0.0)
+    max_iterations: int = spec(30, lo=1)
+
+
+@dataclass
 class TimeConfig:
     """The simulated clock, which matters for drifting devices: seconds of chip time per training batch, and
     the delay between the end of training and a last test (0: no such test)."""
@@ -114,6 +121,7 @@ class HardwareConfig:
     tile: TileConfig = field(default_factory=TileConfig)
     update: UpdateConfig = field(default_factory=UpdateConfig)
     time: TimeConfig = field(default_factory=TimeConfig)
+    program: ProgramConfig = field(default_factory=ProgramConfig)
 
 
 @dataclass

@@ -14,7 +14,7 @@ import numba
 from crossbar_sim import blas
 from crossbar_sim import kernels as K
 from crossbar_sim.rng import new_key
-from crossbar_sim.tiles import CrossbarArray, IdealArray, Periphery
+from crossbar_sim.tiles import CrossbarArray, IdealArray, Periphery, Programming
 from device_models.base import DeviceModel
 from networks.layered import LayeredNetwork
 
@@ -38,10 +38,11 @@ class Engine:
         periphery: tile size and converters.
         rounding: pulse-count rounding of the write-back.
         rng: generator for device sampling and noise keys.
+        program: how the initial weights are written onto the devices.
     """
 
     def __init__(self, network: LayeredNetwork, weights0, model: DeviceModel, periphery: Periphery,
-                 rounding: str, rng: np.random.Generator):
+                 rounding: str, rng: np.random.Generator, program: Programming | None = None):
         self.network = network
         self.model = model
         self.hi = network.activation.bound
@@ -68,7 +69,7 @@ class Engine:
             if model.ideal:
                 self.arrays.append(IdealArray(W0, W_view, WT_view))
             else:
-                self.arrays.append(CrossbarArray(W0, model, periphery, rng, W_view, WT_view, rounding))
+                self.arrays.append(CrossbarArray(W0, model, periphery, rng, W_view, WT_view, rounding, program))
         self._work: dict[int, np.ndarray] = {}
         self.now = 0.0
         self.rng = rng
@@ -167,6 +168,20 @@ class Engine:
     @property
     def max_device_pulses(self) -> int:
         return max(a.max_device_pulses for a in self.arrays)
+
+    def programming(self) -> dict:
+        """How the initial weights were written: method, pulses, residual error (summed over the arrays)."""
+        reports = [a.programming for a in self.arrays if getattr(a, "programming", None)]
+        if not reports:
+            return {"method": "exact"}
+        sizes = np.array([a.W_view.size for a in self.arrays], dtype=float)
+        rms = np.sqrt(sum(r["residual_rms"] ** 2 * n for r, n in zip(reports, sizes)) / sizes.sum())
+        out = {"method": reports[0]["method"], "residual_rms": float(rms),
+               "within_one_step": float(sum(r["within_one_step"] * n for r, n in zip(reports, sizes)) / sizes.sum())}
+        if "pulses" in reports[0]:
+            out["pulses"] = int(sum(r["pulses"] for r in reports))
+            out["rounds"] = int(max(r["rounds"] for r in reports))
+        return out
 
     def weights(self) -> list[np.ndarray]:
         return [a.weights() for a in self.arrays]

@@ -26,6 +26,7 @@ def _summary(trainer: Trainer, seconds: float) -> dict:
         "mvm_count": c.mvm,
         "pulse_count": trainer.engine.pulses,
         "max_device_pulses": trainer.engine.max_device_pulses,
+        "programming": trainer.engine.programming(),
     }
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from crossbar_sim import kernels as K
 from crossbar_sim.rng import new_key
 from crossbar_sim import writeback as WB
-from device_models.base import DeviceModel
+from device_models.base import ROW_G_MIN, DeviceModel
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,17 @@ class Periphery:
     def g_scale(self, model: DeviceModel) -> float:
         """uS per weight unit."""
         return (model.params.g_max - model.params.g_min) / self.w_max
+
+
+@dataclass(frozen=True)
+class Programming:
+    """How initial weights are written: ``direct`` (each device set to its target, rounded to its levels) or
+    ``write_verify`` (pulses from the reset state, read back and corrected until every pair is within
+    ``tolerance`` nominal steps or ``max_iterations`` rounds have passed)."""
+
+    method: str = "direct"
+    tolerance: float = 1.0
+    max_iterations: int = 30
 
 
 class IdealArray:
@@ -102,9 +113,12 @@ class CrossbarArray:
         rng: the run's generator, for the device-to-device sample.
         W_view, WT_view: float32 read-out buffers of shape (R, C) and (C, R - 1).
         rounding: ``round`` or ``stochastic`` pulse-count rounding.
+        program: how the initial weights are written (:class:`Programming`); direct setting by default.
     """
 
-    def __init__(self, W0, model: DeviceModel, periphery: Periphery, rng, W_view, WT_view, rounding="stochastic"):
+    def __init__(self, W0, model: DeviceModel, periphery: Periphery, rng, W_view, WT_view, rounding="stochastic",
+                 program=None):
+        program = program or Programming()
         self.model = model
         self.shape = W0.shape
         self.W_view, self.WT_view = W_view, WT_view
@@ -128,12 +142,50 @@ class CrossbarArray:
         self.t_prog = np.zeros(2 * n)  # time of each device's last pulse (programming at t = 0), s
         self.pulses_total = 0
         self.refresh_pulses = 0
-        W = np.clip(W0, -periphery.w_max, periphery.w_max).ravel()
-        g_min = self.P[0]
-        target = np.concatenate([g_min[:n] + np.maximum(W, 0) * self.g_scale,
-                                 g_min[n:] + np.maximum(-W, 0) * self.g_scale])
-        self.G = model.program(target, self.P).astype(np.float64)
+        self.programming: dict = {}
+        W = np.clip(W0, -periphery.w_max, periphery.w_max)
+        if program.method == "write_verify":
+            self.write_verify(W, rng, program.tolerance, program.max_iterations)
+        else:
+            g_min = self.P[ROW_G_MIN]
+            target = np.concatenate([g_min[:n] + np.maximum(W.ravel(), 0) * self.g_scale,
+                                     g_min[n:] + np.maximum(-W.ravel(), 0) * self.g_scale])
+            self.G = model.program(target, self.P).astype(np.float64)
+            self.refresh()
+            self.programming = {"method": "direct", **self._residual(W)}
+
+    def _residual(self, W_target: np.ndarray) -> dict:
+        err = self.weights() - W_target
+        return {"residual_rms": float(np.sqrt(np.mean(err ** 2))),
+                "within_one_step": float(np.mean(np.abs(err) <= self.dw_step))}
+
+    def write_verify(self, W_target, rng, tolerance: float, max_iterations: int) -> None:
+        """Program ``W_target`` from the reset state (every device at g_min) by write-verify.
+
+        Each round reads every pair once, with the devices' read noise, and sends the pairs whose read weight
+        is more than ``tolerance`` nominal steps off a correcting burst of pulses (rounded, device response
+        and noise included); it stops when every pair reads within tolerance or after ``max_iterations``
+        rounds. ``self.programming`` gets the residual error, the share of pairs within one nominal step and
+        the pulses spent.
+        """
+        self.G = self.P[ROW_G_MIN].copy()
         self.refresh()
+        stochastic = self.cfg[WB.WB_STOCHASTIC]
+        self.cfg[WB.WB_STOCHASTIC] = 0.0
+        sigma = self.model.read_sigma() * np.sqrt(2.0) / self.g_scale
+        rounds = 0
+        for rounds in range(1, max_iterations + 1):
+            read = self.weights() + sigma * rng.standard_normal(self.shape)
+            err = W_target - read
+            err[np.abs(err) <= tolerance * self.dw_step] = 0.0
+            if not err.any():
+                break
+            self.apply(err, rng)
+        self.cfg[WB.WB_STOCHASTIC] = stochastic
+        self.programming = {"method": "write_verify", "rounds": rounds, "pulses": int(self.pulses.sum()),
+                            **self._residual(W_target)}
+        self.pulses[:] = 0  # training pulses are counted from here
+        self.pulses_total = 0
 
     def weights(self) -> np.ndarray:
         """Effective weights (G+ - G-) / g_scale, shape (R, C), float64."""

@@ -15,7 +15,7 @@ from crossbar_sim.config import ConfigError, Scenario
 from crossbar_sim.data import Dataset
 from crossbar_sim.engine import Engine
 from crossbar_sim.ep import EPStep, SimulationError
-from crossbar_sim.tiles import Periphery
+from crossbar_sim.tiles import Periphery, Programming
 from device_models.base import DeviceModel
 from networks.activations import make_activation
 from networks.layered import LayeredNetwork
@@ -77,7 +77,9 @@ class Trainer:
         t = hw.tile
         periphery = Periphery(t.rows, t.cols, t.dac_bits, t.adc_bits, t.adc_range, t.w_max)
         weights0 = self.network.init_weights(self.rng["init"])
-        self.engine = Engine(self.network, weights0, model, periphery, hw.update.rounding, self.rng["device"])
+        pr = hw.program
+        self.engine = Engine(self.network, weights0, model, periphery, hw.update.rounding, self.rng["device"],
+                             Programming(pr.method, pr.tolerance, pr.max_iterations))
         self.step = EPStep(self.engine, scenario.ep)
         lr = scenario.train.lr
         self.lrs = list(lr) if isinstance(lr, list) else [lr] * len(self.engine.arrays)

@@ -78,3 +78,22 @@ def test_cap_and_saturation():
     sent = arr.apply(np.array([[1000.0]]), np.random.default_rng(0))
     assert sent == 2 ** 3  # capped at one sweep of the levels
     assert arr.weights()[0, 0] == pytest.approx(1.0)  # saturated at w_max
+
+
+def test_write_verify_reaches_its_tolerance_and_reports_its_cost():
+    from crossbar_sim.tiles import Programming
+
+    model = LinearStep(g_min=0.0, g_max=10.0, bits=6, write_noise=0.3, d2d=0.1)
+    W0 = np.random.default_rng(3).uniform(-0.8, 0.8, (40, 30))
+    make = lambda program: CrossbarArray(W0, model, Periphery(w_max=1.0), np.random.default_rng(0),
+                                         np.zeros((40, 30), np.float32), np.zeros((30, 39), np.float32), "round", program)
+    verified = make(Programming("write_verify", tolerance=1.0, max_iterations=50))
+    one_shot = make(Programming("write_verify", tolerance=1.0, max_iterations=1))
+    report = verified.programming
+    assert report["method"] == "write_verify" and report["pulses"] > W0.size
+    err = np.abs(verified.weights() - W0)
+    assert np.mean(err <= verified.dw_step * 1.0 + 1e-12) >= 0.99 and report["within_one_step"] >= 0.99
+    assert report["residual_rms"] < 0.5 * one_shot.programming["residual_rms"]
+    assert verified.pulses.sum() == 0 and verified.pulses_total == 0  # training counts start afresh
+    direct = make(Programming("direct"))
+    assert direct.programming["method"] == "direct" and "pulses" not in direct.programming
