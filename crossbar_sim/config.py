@@ -100,7 +100,13 @@ class TimeConfig:
 
 @dataclass
 class UpdateConfig:
+    """How the EP update reaches the devices: ``pulse_count`` (each pair's change counted into pulses by the
+    periphery, rounded per ``rounding``) or ``pulse_trains`` (fully parallel stochastic row/column pulse
+    streams of ``bl`` slots)."""
+
     rounding: str = spec("stochastic", choices=("round", "stochastic"))
+    mode: str = spec("pulse_count", choices=("pulse_count", "pulse_trains"))
+    bl: int = spec(31, lo=1, hi=64)
 
 
 @dataclass

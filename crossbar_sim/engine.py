@@ -39,10 +39,11 @@ class Engine:
         rounding: pulse-count rounding of the write-back.
         rng: generator for device sampling and noise keys.
         program: how the initial weights are written onto the devices.
+        bl: slots of the stochastic pulse streams (``pulse_trains`` update).
     """
 
     def __init__(self, network: LayeredNetwork, weights0, model: DeviceModel, periphery: Periphery,
-                 rounding: str, rng: np.random.Generator, program: Programming | None = None):
+                 rounding: str, rng: np.random.Generator, program: Programming | None = None, bl: int = 31):
         self.network = network
         self.model = model
         self.hi = network.activation.bound
@@ -69,7 +70,7 @@ class Engine:
             if model.ideal:
                 self.arrays.append(IdealArray(W0, W_view, WT_view))
             else:
-                self.arrays.append(CrossbarArray(W0, model, periphery, rng, W_view, WT_view, rounding, program))
+                self.arrays.append(CrossbarArray(W0, model, periphery, rng, W_view, WT_view, rounding, program, bl))
         self._work: dict[int, np.ndarray] = {}
         self.now = 0.0
         self.rng = rng

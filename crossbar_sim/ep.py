@@ -31,6 +31,7 @@ class BatchResult:
     free_state: np.ndarray   # (B, units) free equilibrium, per sample (for persistent particles)
     steps: dict              # phase name -> steps of its longest-running sample
     mvms: int                # matrix-vector products of the batch, all phases and readouts
+    terms: list              # (coefficient, state layers): the estimate is sum of coefficient * g(layers)
 
 
 def grad_difference(engine: Engine, x: np.ndarray, first: list[np.ndarray], second: list[np.ndarray]) -> list[np.ndarray]:
@@ -124,10 +125,12 @@ class EPStep:
             nudged.append(eng.layers(Sb, B))
         if len(betas) == 2:
             est = [d / (2 * ep.beta) for d in grad_difference(eng, x, nudged[0], nudged[1])]
+            terms = [(1 / (2 * ep.beta), nudged[0]), (-1 / (2 * ep.beta), nudged[1])]
         else:
             est = [d / betas[0] for d in grad_difference(eng, x, nudged[0], free_layers)]
+            terms = [(1 / betas[0], nudged[0]), (-1 / betas[0], free_layers)]
         if eng.loss == K.LOSS_CE:
             est.append(sum(readout_grad(eng, layers[-1], y) for layers in nudged) / len(nudged))
             mvms += B * (1 + len(nudged))  # the readout's reads for the prediction and the updates
-        result = BatchResult(outputs, np.concatenate(free_layers, axis=1), steps, mvms)
+        result = BatchResult(outputs, np.concatenate(free_layers, axis=1), steps, mvms, terms)
         return est, result

@@ -47,6 +47,12 @@ def _popcount(typingctx, x):
 
 
 @njit(inline="always", cache=True)
+def popcount(x):
+    """Number of set bits of a uint64."""
+    return _popcount(np.uint64(x))
+
+
+@njit(inline="always", cache=True)
 def bits(key, index):
     """SplitMix64 word number ``index`` of the stream ``key``.
 

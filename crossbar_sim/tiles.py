@@ -98,6 +98,11 @@ class IdealArray:
     def advance(self, now: float) -> None:
         """Float weights do not drift."""
 
+    def apply_trains(self, events, lr: float, rng) -> int:
+        """The expectation of the pulse-train update, exactly (see :meth:`CrossbarArray.apply_trains`)."""
+        B = events[0][1].shape[0]
+        return self.apply(sum(coef * a.T.astype(np.float64) @ c for coef, a, c in events) * lr / B, rng)
+
     @property
     def max_device_pulses(self) -> int:
         return 0
@@ -117,8 +122,9 @@ class CrossbarArray:
     """
 
     def __init__(self, W0, model: DeviceModel, periphery: Periphery, rng, W_view, WT_view, rounding="stochastic",
-                 program=None):
+                 program=None, bl: int = 31):
         program = program or Programming()
+        self.bl = bl
         self.model = model
         self.shape = W0.shape
         self.W_view, self.WT_view = W_view, WT_view
@@ -209,6 +215,37 @@ class CrossbarArray:
         sent, refresh = WB.write_pairs(np.ascontiguousarray(dW, dtype=np.float64), self.G, self.P, self.W_view,
                                        self.WT_view, self.pulses, self.t_prog, self.cfg, new_key(rng),
                                        self.model.pulse)
+        self.pulses_total += sent
+        self.refresh_pulses += refresh
+        return sent
+
+    def apply_trains(self, events, lr: float, rng) -> int:
+        """Fully parallel stochastic update of ``lr / B * sum_events coef * a^T c``.
+
+        Each event ``(coef, a, c)`` holds per-sample row inputs ``a`` (B, R) and column values ``c`` (B, C),
+        both non-negative; every sample of every event is one parallel update with pulse streams of
+        ``self.bl`` slots whose probabilities are scaled so that the expected change is exact and the two
+        sides' largest probabilities are equal (aihwkit's update management). Probabilities above 1 are
+        clipped, which then under-delivers the update.
+        """
+        B = events[0][1].shape[0]
+        probs_a, probs_c, signs = [], [], []
+        for coef, a, c in events:
+            K = lr * abs(coef) / (B * self.bl * self.dw_step)
+            ma = a.max(1, keepdims=True)
+            mc = c.max(1, keepdims=True)
+            ok = (ma > 0) & (mc > 0)
+            cx = np.sqrt(K * np.where(ok, mc, 1) / np.where(ok, ma, 1)) * ok
+            cd = np.sqrt(K * np.where(ok, ma, 1) / np.where(ok, mc, 1)) * ok
+            probs_a.append(np.clip(a * cx, 0, 1))
+            probs_c.append(np.clip(c * cd, 0, 1))
+            signs.append(np.full(B, 1 if coef > 0 else -1, np.int64))
+        pa, pc = np.concatenate(probs_a), np.concatenate(probs_c)
+        key = new_key(rng)
+        rows = WB.pulse_streams(pa, self.bl, key, 0)
+        cols = WB.pulse_streams(pc, self.bl, key, pa.shape[0])
+        sent, refresh = WB.train_pairs(rows, cols, np.concatenate(signs), self.G, self.P, self.W_view, self.WT_view,
+                                       self.pulses, self.t_prog, self.cfg, new_key(rng), self.model.pulse)
         self.pulses_total += sent
         self.refresh_pulses += refresh
         return sent

@@ -79,7 +79,7 @@ class Trainer:
         weights0 = self.network.init_weights(self.rng["init"])
         pr = hw.program
         self.engine = Engine(self.network, weights0, model, periphery, hw.update.rounding, self.rng["device"],
-                             Programming(pr.method, pr.tolerance, pr.max_iterations))
+                             Programming(pr.method, pr.tolerance, pr.max_iterations), hw.update.bl)
         self.step = EPStep(self.engine, scenario.ep)
         lr = scenario.train.lr
         self.lrs = list(lr) if isinstance(lr, list) else [lr] * len(self.engine.arrays)
@@ -107,8 +107,7 @@ class Trainer:
                 S0 = np.zeros(len(idx) * self.engine.state_size(), dtype=np.float32)
             self.engine.advance(self.engine.now + sc.hardware.time.batch_seconds)
             est, res = self.step.estimate(x, y, S0, self.rng["ep"], where=f"epoch {epoch}, batch {b + 1}")
-            for array, g, lr in zip(self.engine.arrays, est, self.lrs):
-                array.apply(lr * g, self.rng["write"])
+            self._write(x, est, res)
             if not np.isfinite(self.engine.Wf).all():
                 raise SimulationError(f"epoch {epoch}, batch {b + 1}: the update made a weight NaN or inf; "
                                       "lower train.lr or check the device model")
@@ -122,6 +121,20 @@ class Trainer:
             c.free_phases += 1
             c.mvm += res.mvms
         return correct / len(order)
+
+    def _write(self, x, est, res) -> None:
+        """Write the batch's update: counted pulses per pair, or parallel pulse trains per sample and phase."""
+        trains = self.scenario.hardware.update.mode == "pulse_trains"
+        for m, (array, g, lr) in enumerate(zip(self.engine.arrays, est, self.lrs)):
+            if trains and m < self.engine.L:
+                events = []
+                for coef, layers in res.terms:
+                    below = x if m == 0 else layers[m - 1]
+                    a = np.concatenate([below, np.full((len(below), 1), self.engine.hi, np.float32)], axis=1)
+                    events.append((coef, a, layers[m]))
+                array.apply_trains(events, lr, self.rng["write"])
+            else:  # counted pulses (the cross-entropy readout always: its gradient is no phase difference)
+                array.apply(lr * g, self.rng["write"])
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> float:
         """Accuracy of the free equilibrium's prediction on (x, y)."""

@@ -14,7 +14,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from crossbar_sim.rng import bits, uniform
+from crossbar_sim.rng import bits, popcount, uniform
 from device_models.base import ROW_G_MAX, ROW_G_MIN, ROW_NU, ROW_STUCK
 
 _NOISE_STREAM = np.uint64(0x5DEECE66D)
@@ -72,9 +72,51 @@ def _send(G, P, pulses, t_prog, dev, m, cfg, noise_key, salt, pulse_fn):
     return abs(m)
 
 
+@njit(cache=True, inline="always")
+def _write_pair(i, j, n, burst, G, P, W, WT, pulses, t_prog, cfg, noise_key, pulse_fn):
+    """``n`` signed pulses to pair (i, j): choose the device, send, refresh a SET-only pair if needed, and
+    update the pair's read-out. ``burst`` numbers the write so that its noise draws are its own.
+
+    Returns (pulses sent, of which pulses of a refresh).
+    """
+    C = W.shape[1]
+    N = W.shape[0] * C
+    k = i * C + j
+    kp = k
+    km = N + k
+    base = np.uint64(burst) << np.uint64(32)
+    if cfg[WB_SET_ONLY] != 0.0:
+        # Only gradual up steps: a positive change SETs G+, a negative one SETs G-.
+        dev, m = (kp, n) if n > 0 else (km, -n)
+    elif n > 0:
+        dev, m = (kp, n) if P[ROW_G_MAX, kp] - G[kp] >= G[km] - P[ROW_G_MIN, km] else (km, -n)
+    else:
+        dev, m = (kp, n) if G[kp] - P[ROW_G_MIN, kp] >= P[ROW_G_MAX, km] - G[km] else (km, -n)
+    sent = _send(G, P, pulses, t_prog, dev, m, cfg, noise_key, base, pulse_fn)
+    refresh = 0
+    if cfg[WB_SET_ONLY] != 0.0 and G[dev] > P[ROW_G_MIN, dev] + cfg[WB_REFRESH_AT] * (P[ROW_G_MAX, dev] - P[ROW_G_MIN, dev]):
+        # Refresh: read the difference, RESET both, SET the difference back into one device.
+        diff = G[kp] - G[km]
+        refresh = _send(G, P, pulses, t_prog, kp, -1, cfg, noise_key, base + np.uint64(1 << 28), pulse_fn)
+        refresh += _send(G, P, pulses, t_prog, km, -1, cfg, noise_key, base + np.uint64(1 << 28), pulse_fn)
+        m = int(min(math.floor(abs(diff) / (cfg[WB_DW_STEP] * cfg[WB_G_SCALE]) + 0.5), 4 * cfg[WB_CAP]))
+        if m > 0:
+            refresh += _send(G, P, pulses, t_prog, kp if diff > 0 else km, m, cfg, noise_key,
+                             base + np.uint64(2 << 28), pulse_fn)
+    if cfg[WB_DRIFT] != 0.0:
+        w = (G[kp] * drift_factor(P, t_prog, kp, cfg[WB_NOW], cfg[WB_T0])
+             - G[km] * drift_factor(P, t_prog, km, cfg[WB_NOW], cfg[WB_T0])) / cfg[WB_G_SCALE]
+    else:
+        w = (G[kp] - G[km]) / cfg[WB_G_SCALE]
+    W[i, j] = w
+    if i < WT.shape[1]:
+        WT[j, i] = w
+    return sent + refresh, refresh
+
+
 @njit(cache=True, parallel=True)
 def write_pairs(dW, G, P, W, WT, pulses, t_prog, cfg, key, pulse_fn):
-    """Apply the intended change ``dW`` (R, C) to the pairs, pulse by pulse, and refresh the read-out.
+    """Apply the intended change ``dW`` (R, C) to the pairs as counted pulses, and refresh the read-out.
 
     Args:
         dW: (R, C) intended weight change, weight units.
@@ -93,52 +135,63 @@ def write_pairs(dW, G, P, W, WT, pulses, t_prog, cfg, key, pulse_fn):
         (pulses sent in this write, of which pulses of pair refreshes).
     """
     R, C = dW.shape
-    N = R * C
-    n_t = WT.shape[1]
     noise_key = key ^ _NOISE_STREAM
-    dw_step, g_scale = cfg[WB_DW_STEP], cfg[WB_G_SCALE]
     stochastic, cap = cfg[WB_STOCHASTIC] != 0.0, cfg[WB_CAP]
-    set_only, refresh_at = cfg[WB_SET_ONLY] != 0.0, cfg[WB_REFRESH_AT]
     total = 0
     refresh = 0
     # Rows in parallel: every draw is indexed by its device, so the result does not depend on the threads.
     for i in prange(R):
         for j in range(C):
-            k = i * C + j
-            n = pulse_count(dW[i, j] / dw_step, stochastic, cap, key, k)
-            if n == 0:
-                continue
-            kp = k
-            km = N + k
-            if set_only:
-                # Only gradual up steps: a positive change SETs G+, a negative one SETs G-.
-                dev, m = (kp, n) if n > 0 else (km, -n)
-            elif n > 0:
-                up_room = P[ROW_G_MAX, kp] - G[kp]
-                down_room = G[km] - P[ROW_G_MIN, km]
-                dev, m = (kp, n) if up_room >= down_room else (km, -n)
-            else:
-                down_room = G[kp] - P[ROW_G_MIN, kp]
-                up_room = P[ROW_G_MAX, km] - G[km]
-                dev, m = (kp, n) if down_room >= up_room else (km, -n)
-            total += _send(G, P, pulses, t_prog, dev, m, cfg, noise_key, np.uint64(0), pulse_fn)
-            if set_only and G[dev] > P[ROW_G_MIN, dev] + refresh_at * (P[ROW_G_MAX, dev] - P[ROW_G_MIN, dev]):
-                # Refresh: read the difference, RESET both, SET the difference back into one device.
-                diff = G[kp] - G[km]
-                sent = _send(G, P, pulses, t_prog, kp, -1, cfg, noise_key, np.uint64(1 << 20), pulse_fn)
-                sent += _send(G, P, pulses, t_prog, km, -1, cfg, noise_key, np.uint64(1 << 20), pulse_fn)
-                target = kp if diff > 0 else km
-                m = int(min(math.floor(abs(diff) / (dw_step * g_scale) + 0.5), 4 * cap))
-                if m > 0:
-                    sent += _send(G, P, pulses, t_prog, target, m, cfg, noise_key, np.uint64(2 << 20), pulse_fn)
-                total += sent
-                refresh += sent
-            if cfg[WB_DRIFT] != 0.0:
-                w = (G[kp] * drift_factor(P, t_prog, kp, cfg[WB_NOW], cfg[WB_T0])
-                     - G[km] * drift_factor(P, t_prog, km, cfg[WB_NOW], cfg[WB_T0])) / g_scale
-            else:
-                w = (G[kp] - G[km]) / g_scale
-            W[i, j] = w
-            if i < n_t:
-                WT[j, i] = w
+            n = pulse_count(dW[i, j] / cfg[WB_DW_STEP], stochastic, cap, key, i * C + j)
+            if n != 0:
+                a, b = _write_pair(i, j, n, 0, G, P, W, WT, pulses, t_prog, cfg, noise_key, pulse_fn)
+                total += a
+                refresh += b
     return total, refresh
+
+
+@njit(cache=True, parallel=True)
+def train_pairs(row_bits, col_bits, signs, G, P, W, WT, pulses, t_prog, cfg, key, pulse_fn):
+    """Fully parallel stochastic update (Gokmen & Vlasov 2016; aihwkit's pulse trains).
+
+    For each update event ``s`` every row ``i`` fires a pulse stream ``row_bits[s, i]`` and every column ``j``
+    a stream ``col_bits[s, j]`` (up to 64 time slots, one bit each); a device receives a pulse in each slot
+    where its row and column streams coincide, so pair (i, j) gets ``popcount(row & col)`` pulses of sign
+    ``signs[s]``. Events are applied in order; pairs in parallel.
+
+    Returns:
+        (pulses sent, of which pulses of pair refreshes).
+    """
+    R, C = W.shape
+    noise_key = key ^ _NOISE_STREAM
+    total = 0
+    refresh = 0
+    for i in prange(R):
+        for j in range(C):
+            for s in range(signs.size):
+                n = popcount(row_bits[s, i] & col_bits[s, j])
+                if n != 0:
+                    a, b = _write_pair(i, j, int(n) * signs[s], s, G, P, W, WT, pulses, t_prog, cfg, noise_key,
+                                       pulse_fn)
+                    total += a
+                    refresh += b
+    return total, refresh
+
+
+@njit(cache=True)
+def pulse_streams(prob, bl, key, salt):
+    """Bernoulli(prob) pulse streams of ``bl`` slots, one uint64 per entry of ``prob`` (2D)."""
+    S, M = prob.shape
+    out = np.zeros((S, M), np.uint64)
+    for s in range(S):
+        for m in range(M):
+            p = prob[s, m]
+            if p <= 0.0:
+                continue
+            word = np.uint64(0)
+            base = np.uint64(((salt + s) * M + m) * 64)
+            for t in range(bl):
+                if uniform(key, base + np.uint64(t)) < p:
+                    word |= np.uint64(1) << np.uint64(t)
+            out[s, m] = word
+    return out

@@ -97,3 +97,26 @@ def test_write_verify_reaches_its_tolerance_and_reports_its_cost():
     assert verified.pulses.sum() == 0 and verified.pulses_total == 0  # training counts start afresh
     direct = make(Programming("direct"))
     assert direct.programming["method"] == "direct" and "pulses" not in direct.programming
+
+
+def test_pulse_trains_deliver_the_update_in_expectation():
+    """Fully parallel stochastic update: E[dW] = lr/B * sum coef a^T c (no probability clipped, no bound hit)."""
+    from crossbar_sim.tiles import IdealArray
+
+    R, C, B = 12, 9, 8
+    g = np.random.default_rng(5)
+    events = [(0.5, g.random((B, R)), g.random((B, C))), (-0.5, g.random((B, R)), g.random((B, C)))]
+    lr = 0.04
+    expected = lr / B * sum(coef * a.T @ c for coef, a, c in events)
+    deltas = []
+    for trial in range(300):
+        arr = _array(np.zeros((R, C)), bits=10)
+        arr.apply_trains(events, lr, np.random.default_rng(trial))
+        deltas.append(arr.weights())
+    deltas = np.array(deltas)
+    se = deltas.std(0) / np.sqrt(len(deltas)) + 1e-12
+    assert np.all(np.abs(deltas.mean(0) - expected) < 5 * se + 0.02 * np.abs(expected))
+    assert np.abs(deltas.mean(0) - expected).mean() < 0.1 * np.abs(expected).mean()
+    ideal = IdealArray(np.zeros((R, C)), np.zeros((R, C), np.float32), np.zeros((C, R - 1), np.float32))
+    ideal.apply_trains(events, lr, np.random.default_rng(0))
+    np.testing.assert_allclose(ideal.weights(), expected, rtol=1e-12)
