@@ -30,11 +30,11 @@ class TanhParams(DeviceParams):
 def tanh_pulse(g, n, P, k, write_noise, key, index):
     lo, hi = P[ROW_G_MIN, k], P[ROW_G_MAX, k]
     s = P[ROW_SHARPNESS, k]
+    step = (P[ROW_STEP_UP, k] if n > 0 else -P[ROW_STEP_DOWN, k]) / np.tanh(0.5 * s)  # nominal at mid-range
     for j in range(abs(n)):
         u = (g - lo) / (hi - lo)
         room = 1.0 - u if n > 0 else u  # distance to the bound we move towards
-        d = np.tanh(s * room) / np.tanh(0.5 * s)  # 1 at mid-range
-        d *= P[ROW_STEP_UP, k] if n > 0 else -P[ROW_STEP_DOWN, k]
+        d = step * np.tanh(s * room)
         if write_noise != 0.0:
             d *= 1.0 + write_noise * normal(key, index + np.uint64(2 * j))
         g = min(max(g + d, lo), hi)
