@@ -9,7 +9,7 @@ import device_models
 from crossbar_sim import rng as R
 from crossbar_sim.tiles import Periphery
 from crossbar_sim import kernels as K
-from device_models.base import ROW_G_MAX, ROW_G_MIN
+from device_models.base import ROW_G_MAX, ROW_G_MIN, ROW_NU
 
 MODELS = sorted(name for name, cls in device_models.registry().items() if not cls.ideal)
 
@@ -134,7 +134,7 @@ def test_drift_follows_its_power_law(name):
     W0 = np.random.default_rng(0).uniform(-0.5, 0.5, (30, 20))
     arr = CrossbarArray(W0, model, Periphery(w_max=1.0), np.random.default_rng(1),
                         np.zeros((30, 20), np.float32), np.zeros((20, 29), np.float32))
-    nu = arr.P[5]
+    nu = arr.P[ROW_NU]
     assert nu.mean() == pytest.approx(0.1, abs=4 * 0.02 / np.sqrt(nu.size)) and nu.std() == pytest.approx(0.02, rel=0.1)
     n = W0.size
     for now, t in ((1.0, 2.0), (200.0, 200.0)):  # drift counts from t0 on
