@@ -59,6 +59,8 @@ class DeviceParams:
     """Highest conductance a device reaches, uS."""
     bits: int = field(default=8, metadata={"lo": 1, "hi": 16})
     """Bit depth: 2**bits programmable levels; the nominal pulse step is (g_max - g_min) / (2**bits - 1)."""
+    levels: int = 0
+    """Number of programmable levels when it is no power of two (measured devices); overrides bits when > 1."""
     up_down: float = 0.0
     """Up/down asymmetry, dimensionless in (-1, 1): up steps are (1 + up_down), down steps (1 - up_down) times nominal."""
     write_noise: float = 0.0
@@ -87,6 +89,8 @@ class DeviceParams:
             problems.append(("g_max", f"expected 0 <= g_min < g_max, got g_min={self.g_min}, g_max={self.g_max}"))
         if not (isinstance(self.bits, int) and 1 <= self.bits <= 16):
             problems.append(("bits", f"expected an integer from 1 to 16, got {self.bits!r}"))
+        if not (self.levels == 0 or 2 <= self.levels <= 2 ** 20):
+            problems.append(("levels", f"expected 0 (use bits) or an integer from 2 to 2**20, got {self.levels!r}"))
         if not (-1.0 < self.up_down < 1.0):
             problems.append(("up_down", f"expected a number in (-1, 1), got {self.up_down}"))
         for name in ("write_noise", "d2d", "read_noise"):
@@ -105,9 +109,14 @@ class DeviceParams:
         return problems
 
     @property
+    def n_levels(self) -> int:
+        """Programmable levels: ``levels`` if set, else 2**bits."""
+        return self.levels if self.levels > 1 else 2 ** self.bits
+
+    @property
     def nominal_step(self) -> float:
         """Nominal conductance step of one pulse, uS."""
-        return (self.g_max - self.g_min) / (2 ** self.bits - 1)
+        return (self.g_max - self.g_min) / (self.n_levels - 1)
 
 
 class DeviceModel(ABC):
@@ -192,8 +201,8 @@ class DeviceModel(ABC):
         return self.params.nominal_step
 
     def max_pulses(self) -> int:
-        """Most pulses one pair gets in one write: one sweep of the range."""
-        return 2 ** self.params.bits
+        """Most pulses one pair gets in one write: one sweep of the range (the number of levels)."""
+        return self.params.n_levels
 
     def twin(self, g: np.ndarray, direction: int, P: np.ndarray, z: np.ndarray, u: np.ndarray) -> np.ndarray:
         """NumPy twin of one pulse (``direction`` +1 or -1) on every device, given each device's normal
