@@ -11,13 +11,23 @@ from crossbar_sim.tiles import Periphery
 from crossbar_sim import kernels as K
 from device_models.base import ROW_G_MAX, ROW_G_MIN, ROW_NU
 
-MODELS = sorted(name for name, cls in device_models.registry().items() if not cls.ideal)
+from device_models.presets import PRESETS
+
+# Every registered model, and every preset (its own values under the test's overrides).
+MODELS = sorted(name for name, cls in device_models.registry().items() if not cls.ideal) + sorted(PRESETS)
 
 
 def make(name, **overrides):
+    """A model or preset; the test's ``bits`` replaces a preset's ``levels``."""
+    values = {}
+    if name in PRESETS:
+        values = dict(PRESETS[name].values)
+        name = PRESETS[name].model
+        if "bits" in overrides:
+            values["levels"] = 0
     cls = device_models.get_model(name)
     fields = {f.name for f in dataclasses.fields(cls.params_cls)}
-    return cls(**{k: v for k, v in overrides.items() if k in fields})
+    return cls(**{k: v for k, v in {**values, **overrides}.items() if k in fields})
 
 
 @njit
@@ -59,7 +69,7 @@ def test_bounds_are_respected(name):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_levels_match_the_bit_depth(name):
-    model = make(name, bits=6, p_switch=1.0)
+    model = make(name, bits=6, p_switch=1.0, d2d=0.0)
     P = model.sample(np.random.default_rng(0), 1)
     lo, hi = P[ROW_G_MIN, 0], P[ROW_G_MAX, 0]
     nominal = model.nominal_step()
@@ -77,11 +87,11 @@ def test_levels_match_the_bit_depth(name):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_up_down_symmetry_is_as_declared(name):
-    cls = device_models.get_model(name)
+    cls = type(make(name))
     if cls.symmetric is None:
         pytest.skip(f"{name}: symmetry is set by its data")
     for up_down in (0.0, 0.25):
-        model = make(name, bits=6, up_down=up_down, p_switch=1.0)
+        model = make(name, bits=6, up_down=up_down, p_switch=1.0, write_noise=0.0, d2d=0.0)
         P = model.sample(np.random.default_rng(0), 1)
         lo, hi = P[ROW_G_MIN, 0], P[ROW_G_MAX, 0]
         at = (lo + hi) / 2
@@ -96,7 +106,8 @@ def test_up_down_symmetry_is_as_declared(name):
 @pytest.mark.parametrize("name", MODELS)
 def test_write_noise_matches_its_analytic_std(name):
     n, sigma = 20000, 0.2
-    quiet, noisy = make(name, bits=6, p_switch=1.0), make(name, bits=6, write_noise=sigma, p_switch=1.0)
+    quiet = make(name, bits=6, p_switch=1.0, write_noise=0.0)
+    noisy = make(name, bits=6, write_noise=sigma, p_switch=1.0)
     P = quiet.sample(np.random.default_rng(0), n)
     g0 = (P[ROW_G_MIN] + P[ROW_G_MAX]) / 2
     mean_step = _pulse_all(quiet.pulse, g0, 1, P, 0.0, np.uint64(1)) - g0
