@@ -51,6 +51,11 @@ PRESETS: dict[str, Preset] = {
         f"capacitor cross-point cell, Li et al., VLSI 2018; {AIHWKIT}, CapacitorPresetDevice: dw_min 0.005 on "
         "[-1, 1], dw_min_std 0.3, dw_min_dtod 0.1, gamma_up/down 0.05 (its leakage is not modelled); the `ecram` "
         "model stands in as the near-linear symmetric device"),
+    "fefet_jerry2017": Preset(
+        "fefet", {"bits": 5, "g_min": 0.03973, "g_max": 1.788},
+        "HZO FeFET analog synapse, Jerry et al., IEDM 2017 (doi 10.1109/IEDM.2017.8268338): 5-bit (32 levels), "
+        "symmetric potentiation and depression, 45x conductance range; G_max/G_min 1.788 uS / 0.03973 uS as in "
+        "MLP+NeuroSim V3.0 documents/Cell.cpp (class _2T1F); p_switch is this model's default, not from the paper"),
     "gokmen_vlasov2016": Preset(
         "linear_step", {"levels": 1250, "write_noise": 0.3, "d2d": 0.3},
         f"the RPU device specification of Gokmen & Vlasov, Front. Neurosci. 10, 333 (2016); {AIHWKIT}, "
