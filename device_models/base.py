@@ -134,7 +134,7 @@ class DeviceModel(ABC):
     levels: ClassVar[str] = "mid_step"
     """How the bit depth shows (checked by the contract test): ``exact``: an up sweep from g_min visits exactly
     :meth:`max_pulses` distinct levels; ``sweep``: a sweep from g_min to g_max takes about 2**bits - 1 pulses;
-    ``mid_step``: the step at mid-range is the nominal step (the bounds are approached asymptotically)."""
+    ``mid_step``: the step at mid-range is :meth:`mid_step`, the nominal step unless the model says otherwise."""
     symmetric: ClassVar[bool | None] = True
     """Whether up and down steps mirror each other about mid-range when ``up_down`` is 0 (None: set by data)."""
     set_only: ClassVar[bool] = False
@@ -199,6 +199,10 @@ class DeviceModel(ABC):
     def nominal_step(self) -> float:
         """Conductance change of one pulse as the controller counts it, uS."""
         return self.params.nominal_step
+
+    def mid_step(self) -> float:
+        """The up step at mid-range, uS (checked by the contract test for ``levels = "mid_step"`` models)."""
+        return self.nominal_step() * (1.0 + self.params.up_down)
 
     def max_pulses(self) -> int:
         """Most pulses one pair gets in one write: one sweep of the range (the number of levels)."""

@@ -6,9 +6,11 @@ saturates; a RESET pulse melts and quenches the cell back to the amorphous, low-
 synapses) using phase-change memory as the synaptic weight element", IEEE TED 62, 3498; Nandakumar et al.
 2020, "Mixed-precision deep learning based on computational memory", Front. Neurosci. 14, 406).
 
-Here a SET (up) pulse changes G by ``step_up * c(gamma_set) * exp(-gamma_set * (u - 1/2))`` (``u`` the
-conductance normalised to [0, 1], ``c`` as in ``exp_step``) and any number of down pulses RESET the device to
-g_min. A pair of PCM devices therefore learns by SET pulses only (up on G+ or up on G-); when a device passes
+Here a SET (up) pulse changes G by ``step_up * (1 + set_a * exp(-set_gamma * u))`` (``u`` the conductance
+normalised to [0, 1]; the law of aihwkit's ExpStep fit to Nandakumar et al. 2020, whose values are the
+defaults: the first SET step after a RESET is 28 nominal steps, about 14% of the range, and the device
+saturates after about 70 pulses) and any number of down pulses RESET the device to g_min. ``bits``/``levels``
+set the nominal step, the smallest change the periphery counts with. A pair of PCM devices therefore learns by SET pulses only (up on G+ or up on G-); when a device passes
 ``refresh_at`` of its range, the write-back refreshes the pair: it reads the difference, RESETs both and
 programs the difference back into one device with SET pulses. Every pulse of a refresh is counted.
 """
@@ -22,22 +24,24 @@ from numba import njit
 
 from crossbar_sim.rng import normal
 from device_models.base import N_PARAMS, ROW_G_MAX, ROW_G_MIN, ROW_STEP_UP, DeviceModel, DeviceParams
-from device_models.exp_step import sweep_norm
-
-ROW_GAMMA_SET = N_PARAMS
+ROW_SET_A, ROW_SET_GAMMA = N_PARAMS, N_PARAMS + 1
 
 
 @dataclass(frozen=True)
 class PCMParams(DeviceParams):
-    gamma_set: float = 3.0
-    """Exponential shape of the SET steps, dimensionless (larger: earlier saturation)."""
+    set_a: float = 27.235
+    """Extra SET step at g_min, in nominal steps (0: linear SET), dimensionless."""
+    set_gamma: float = 5.0
+    """Decay of the extra SET step across the normalised range, dimensionless."""
     refresh_at: float = 0.9
     """Fraction of the range above which a device triggers a refresh of its pair, in (0, 1]."""
 
     def check(self):
         problems = super().check()
-        if not (0.0 <= self.gamma_set <= 20.0):
-            problems.append(("gamma_set", f"expected a number from 0 to 20, got {self.gamma_set}"))
+        if not (0.0 <= self.set_a <= 1000.0):
+            problems.append(("set_a", f"expected a number from 0 to 1000, got {self.set_a}"))
+        if not (0.0 <= self.set_gamma <= 50.0):
+            problems.append(("set_gamma", f"expected a number from 0 to 50, got {self.set_gamma}"))
         if not (0.0 < self.refresh_at <= 1.0):
             problems.append(("refresh_at", f"expected a number in (0, 1], got {self.refresh_at}"))
         return problems
@@ -50,10 +54,11 @@ def pcm_pulse(g, n, P, k, write_noise, key, index):
     hi = P[ROW_G_MAX, k]
     if n < 0:
         return lo
-    gamma = P[ROW_GAMMA_SET, k]
+    a = P[ROW_SET_A, k]
+    gamma = P[ROW_SET_GAMMA, k]
     for j in range(n):
         u = (g - lo) / (hi - lo)
-        d = P[ROW_STEP_UP, k] * sweep_norm(gamma) * math.exp(-gamma * (u - 0.5))
+        d = P[ROW_STEP_UP, k] * (1.0 + a * math.exp(-gamma * u))
         if write_noise != 0.0:
             d *= 1.0 + write_noise * normal(key, index + np.uint64(2 * j))
         g = min(max(g + d, lo), hi)
@@ -64,20 +69,22 @@ class PCM(DeviceModel):
     """Gradual SET, abrupt RESET; pairs learn by SET pulses and are refreshed."""
 
     name = "pcm"
-    levels = "sweep"
+    levels = "mid_step"
     symmetric = False
     params_cls = PCMParams
     pulse = pcm_pulse
-    shape_params = ("gamma_set",)
+    shape_params = ("set_a", "set_gamma")
     set_only = True
+
+    def mid_step(self) -> float:
+        """The SET step at mid-range, uS."""
+        p = self.params
+        return self.nominal_step() * (1.0 + p.up_down) * (1.0 + p.set_a * math.exp(-0.5 * p.set_gamma))
 
     def twin(self, g, direction, P, z, u):
         lo, hi = P[ROW_G_MIN], P[ROW_G_MAX]
         if direction < 0:
             return lo.copy()
-        gamma = P[ROW_GAMMA_SET]
         x = (g - lo) / (hi - lo)
-        safe = np.where(np.abs(gamma) < 1e-9, 1.0, gamma)
-        norm = np.where(np.abs(gamma) < 1e-9, 1.0, 2.0 * np.sinh(0.5 * safe) / safe)
-        d = P[ROW_STEP_UP] * norm * np.exp(-gamma * (x - 0.5))
+        d = P[ROW_STEP_UP] * (1.0 + P[ROW_SET_A] * np.exp(-P[ROW_SET_GAMMA] * x))
         return np.clip(g + d * (1.0 + self.params.write_noise * z), lo, hi)

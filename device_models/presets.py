@@ -40,8 +40,8 @@ PRESETS: dict[str, Preset] = {
     "pcm_nandakumar2020": Preset(
         "pcm", {"levels": 200, "write_noise": 0.6, "d2d": 0.2},
         f"GST PCM, Nandakumar et al., Front. Neurosci. 14, 406 (2020); {AIHWKIT}, PCMPresetDevice: dw_min 0.01 on "
-        "[0, 2], dw_min_std 0.6, dw_min_dtod 0.2 (its state-dependent extra noise and its SET-step shape are not "
-        "converted: gamma_set is this model's default)"),
+        "[0, 2], dw_min_std 0.6, dw_min_dtod 0.2; the SET law's A_up -27.235, gamma 2.5 on z = -w are this model's "
+        "defaults set_a 27.235, set_gamma 5 (its state-dependent extra noise and reset spread are not converted)"),
     "ecram_tang2018": Preset(
         "ecram", {"levels": 1000, "write_noise": 0.3, "d2d": 0.1, "nonlinearity": 0.62},
         f"Li-ion ECRAM, Tang et al., IEDM 2018; {AIHWKIT}, EcRamPresetDevice: dw_min 0.002 on [-0.83, 1.17], "
