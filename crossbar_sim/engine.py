@@ -100,9 +100,6 @@ class Engine:
             start += self.n[l]
         return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
 
-    def from_flat(self, S: np.ndarray, batch: int) -> np.ndarray:
-        return np.concatenate(self.layers(S, batch), axis=1)
-
     @property
     def analog(self) -> bool:
         return self.per[K.PER_ANALOG] != 0.0

@@ -26,9 +26,31 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
+from numba import njit
+
+from crossbar_sim.rng import normal
 
 ROW_G_MIN, ROW_G_MAX, ROW_STEP_UP, ROW_STEP_DOWN, ROW_STUCK, ROW_NU = range(6)
 N_PARAMS = 6
+
+
+@njit(cache=True, inline="always")
+def noisy_step(g, d, j, lo, hi, write_noise, key, index):
+    """Pulse ``j`` of a burst: add the step ``d``, scaled by ``1 + write_noise * z`` with ``z`` the pulse's normal
+    deviate (drawn at ``index + 2 j``), and clip to [lo, hi]. The common tail of every pulse response."""
+    if write_noise != 0.0:
+        d *= 1.0 + write_noise * normal(key, index + np.uint64(2 * j))
+    return min(max(g + d, lo), hi)
+
+
+def out_of_range(name: str, value, lo, hi, lo_open: bool = False, hi_open: bool = False) -> list[tuple[str, str]]:
+    """``[(name, message)]`` when ``value`` lies outside its interval, else ``[]`` (for ``check`` methods)."""
+    above = value > lo if lo_open else value >= lo
+    below = value < hi if hi_open else value <= hi
+    if above and below:
+        return []
+    interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+    return [(name, f"expected a number in {interval}, got {value!r}")]
 
 
 def round_to_levels(target: np.ndarray, P: np.ndarray) -> np.ndarray:

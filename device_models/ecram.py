@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
-from crossbar_sim.rng import normal
 from device_models.base import (N_PARAMS, ROW_G_MAX, ROW_G_MIN, ROW_STEP_DOWN, ROW_STEP_UP, DeviceModel,
-                                DeviceParams)
+                                DeviceParams, noisy_step, out_of_range)
 
 ROW_NONLINEARITY = N_PARAMS
 
@@ -29,10 +28,7 @@ class ECRAMParams(DeviceParams):
     """Relative change of the step across the range, dimensionless in [0, 1) (0: linear)."""
 
     def check(self):
-        problems = super().check()
-        if not (0.0 <= self.nonlinearity < 1.0):
-            problems.append(("nonlinearity", f"expected a number in [0, 1), got {self.nonlinearity}"))
-        return problems
+        return super().check() + out_of_range("nonlinearity", self.nonlinearity, 0, 1, hi_open=True)
 
 
 @njit(cache=True)
@@ -44,9 +40,7 @@ def ecram_pulse(g, n, P, k, write_noise, key, index):
     for j in range(abs(n)):
         c = (g - lo) / (hi - lo) - 0.5
         d = P[ROW_STEP_UP, k] * (1.0 - a * c) if n > 0 else -P[ROW_STEP_DOWN, k] * (1.0 + a * c)
-        if write_noise != 0.0:
-            d *= 1.0 + write_noise * normal(key, index + np.uint64(2 * j))
-        g = min(max(g + d, lo), hi)
+        g = noisy_step(g, d, j, lo, hi, write_noise, key, index)
     return g
 
 

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from crossbar_sim.rng import normal
 from device_models.base import (N_PARAMS, ROW_G_MAX, ROW_G_MIN, ROW_STEP_DOWN, ROW_STEP_UP, DeviceModel,
-                                DeviceParams)
+                                DeviceParams, noisy_step, out_of_range)
 
 ROW_GAMMA_UP, ROW_GAMMA_DOWN = N_PARAMS, N_PARAMS + 1
 
@@ -30,11 +29,8 @@ class ExpStepParams(DeviceParams):
     """Exponential shape of down steps, dimensionless (0: linear)."""
 
     def check(self):
-        problems = super().check()
-        for name in ("gamma_up", "gamma_down"):
-            if not (0.0 <= getattr(self, name) <= 20.0):
-                problems.append((name, f"expected a number from 0 to 20, got {getattr(self, name)}"))
-        return problems
+        return super().check() + [p for name in ("gamma_up", "gamma_down")
+                                  for p in out_of_range(name, getattr(self, name), 0, 20)]
 
 
 @njit(cache=True, inline="always")
@@ -57,9 +53,7 @@ def exp_step_pulse(g, n, P, k, write_noise, key, index):
             d = P[ROW_STEP_UP, k] * sweep_norm(gu) * math.exp(-gu * (u - 0.5))
         else:
             d = -P[ROW_STEP_DOWN, k] * sweep_norm(gd) * math.exp(-gd * (0.5 - u))
-        if write_noise != 0.0:
-            d *= 1.0 + write_noise * normal(key, index + np.uint64(2 * j))
-        g = min(max(g + d, lo), hi)
+        g = noisy_step(g, d, j, lo, hi, write_noise, key, index)
     return g
 
 

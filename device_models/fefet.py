@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
-from crossbar_sim.rng import normal, uniform
+from crossbar_sim.rng import uniform
 from device_models.base import (N_PARAMS, ROW_G_MAX, ROW_G_MIN, ROW_STEP_DOWN, ROW_STEP_UP, DeviceModel,
-                                DeviceParams, round_to_levels)
+                                DeviceParams, round_to_levels, noisy_step, out_of_range)
 
 ROW_P_SWITCH = N_PARAMS
 
@@ -29,10 +29,7 @@ class FeFETParams(DeviceParams):
     """Probability that a pulse moves the device by one level, in (0, 1]."""
 
     def check(self):
-        problems = super().check()
-        if not (0.0 < self.p_switch <= 1.0):
-            problems.append(("p_switch", f"expected a number in (0, 1], got {self.p_switch}"))
-        return problems
+        return super().check() + out_of_range("p_switch", self.p_switch, 0, 1, lo_open=True)
 
 
 @njit(cache=True)
@@ -45,9 +42,7 @@ def fefet_pulse(g, n, P, k, write_noise, key, index):
     for j in range(abs(n)):
         if uniform(key, index + np.uint64(2 * j + 1)) < p:
             d = step
-            if write_noise != 0.0:
-                d *= 1.0 + write_noise * normal(key, index + np.uint64(2 * j))
-            g = min(max(g + d, lo), hi)
+            g = noisy_step(g, d, j, lo, hi, write_noise, key, index)
     return g
 
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from crossbar_sim.rng import normal
-from device_models.base import ROW_G_MAX, ROW_G_MIN, ROW_STEP_DOWN, ROW_STEP_UP, DeviceModel, round_to_levels
+from device_models.base import ROW_G_MAX, ROW_G_MIN, ROW_STEP_DOWN, ROW_STEP_UP, DeviceModel, noisy_step, round_to_levels
 
 
 @njit(cache=True)
@@ -22,7 +21,7 @@ def linear_pulse(g, n, P, k, write_noise, key, index):
     if write_noise == 0.0:
         return min(max(g + abs(n) * step, lo), hi)
     for j in range(abs(n)):
-        g = min(max(g + step * (1.0 + write_noise * normal(key, index + np.uint64(2 * j))), lo), hi)
+        g = noisy_step(g, step, j, lo, hi, write_noise, key, index)
     return g
 
 

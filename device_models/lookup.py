@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from crossbar_sim.rng import normal
-from device_models.base import ROW_G_MAX, ROW_G_MIN, DeviceModel, DeviceModelError, DeviceParams
+from device_models.base import ROW_G_MAX, ROW_G_MIN, DeviceModel, DeviceModelError, DeviceParams, noisy_step
 
 EXAMPLE_TABLE = str(Path(__file__).with_name("data") / "example_rram.csv")
 
@@ -84,9 +83,7 @@ def make_pulse(up: np.ndarray, down: np.ndarray):
         for j in range(abs(n)):
             x = (g - lo) / (hi - lo)
             d = (advance(up, x, True) if n > 0 else advance(down, x, False)) - x
-            if write_noise != 0.0:
-                d *= 1.0 + write_noise * normal(key, index + np.uint64(2 * j))
-            g = min(max(g + d * (hi - lo), lo), hi)
+            g = noisy_step(g, d * (hi - lo), j, lo, hi, write_noise, key, index)
         return g
 
     return lookup_pulse

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from crossbar_sim.rng import normal
-from device_models.base import N_PARAMS, ROW_G_MAX, ROW_G_MIN, ROW_STEP_UP, DeviceModel, DeviceParams
+from device_models.base import (N_PARAMS, ROW_G_MAX, ROW_G_MIN, ROW_STEP_UP, DeviceModel, DeviceParams, noisy_step,
+                                out_of_range)
 ROW_SET_A, ROW_SET_GAMMA = N_PARAMS, N_PARAMS + 1
 
 
@@ -37,14 +37,9 @@ class PCMParams(DeviceParams):
     """Fraction of the range above which a device triggers a refresh of its pair, in (0, 1]."""
 
     def check(self):
-        problems = super().check()
-        if not (0.0 <= self.set_a <= 1000.0):
-            problems.append(("set_a", f"expected a number from 0 to 1000, got {self.set_a}"))
-        if not (0.0 <= self.set_gamma <= 50.0):
-            problems.append(("set_gamma", f"expected a number from 0 to 50, got {self.set_gamma}"))
-        if not (0.0 < self.refresh_at <= 1.0):
-            problems.append(("refresh_at", f"expected a number in (0, 1], got {self.refresh_at}"))
-        return problems
+        return (super().check() + out_of_range("set_a", self.set_a, 0, 1000)
+                + out_of_range("set_gamma", self.set_gamma, 0, 50)
+                + out_of_range("refresh_at", self.refresh_at, 0, 1, lo_open=True))
 
 
 @njit(cache=True)
@@ -59,9 +54,7 @@ def pcm_pulse(g, n, P, k, write_noise, key, index):
     for j in range(n):
         u = (g - lo) / (hi - lo)
         d = P[ROW_STEP_UP, k] * (1.0 + a * math.exp(-gamma * u))
-        if write_noise != 0.0:
-            d *= 1.0 + write_noise * normal(key, index + np.uint64(2 * j))
-        g = min(max(g + d, lo), hi)
+        g = noisy_step(g, d, j, lo, hi, write_noise, key, index)
     return g
 
 

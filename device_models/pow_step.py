@@ -12,9 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from crossbar_sim.rng import normal
 from device_models.base import (N_PARAMS, ROW_G_MAX, ROW_G_MIN, ROW_STEP_DOWN, ROW_STEP_UP, DeviceModel,
-                                DeviceParams)
+                                DeviceParams, noisy_step, out_of_range)
 
 ROW_GAMMA_UP, ROW_GAMMA_DOWN = N_PARAMS, N_PARAMS + 1
 
@@ -27,11 +26,8 @@ class PowStepParams(DeviceParams):
     """Power of the distance to g_min in the down step, dimensionless."""
 
     def check(self):
-        problems = super().check()
-        for name in ("gamma_up", "gamma_down"):
-            if not (0.0 <= getattr(self, name) <= 10.0):
-                problems.append((name, f"expected a number from 0 to 10, got {getattr(self, name)}"))
-        return problems
+        return super().check() + [p for name in ("gamma_up", "gamma_down")
+                                  for p in out_of_range(name, getattr(self, name), 0, 10)]
 
 
 @njit(cache=True)
@@ -46,9 +42,7 @@ def pow_step_pulse(g, n, P, k, write_noise, key, index):
             d = P[ROW_STEP_UP, k] * (2.0 * max(1.0 - u, 0.0)) ** P[ROW_GAMMA_UP, k]
         else:
             d = -P[ROW_STEP_DOWN, k] * (2.0 * max(u, 0.0)) ** P[ROW_GAMMA_DOWN, k]
-        if write_noise != 0.0:
-            d *= 1.0 + write_noise * normal(key, index + np.uint64(2 * j))
-        g = min(max(g + d, lo), hi)
+        g = noisy_step(g, d, j, lo, hi, write_noise, key, index)
     return g
 
 

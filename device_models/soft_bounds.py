@@ -11,8 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from crossbar_sim.rng import normal
-from device_models.base import ROW_G_MAX, ROW_G_MIN, ROW_STEP_DOWN, ROW_STEP_UP, DeviceModel
+from device_models.base import ROW_G_MAX, ROW_G_MIN, ROW_STEP_DOWN, ROW_STEP_UP, DeviceModel, noisy_step
 
 
 @njit(cache=True)
@@ -26,9 +25,7 @@ def soft_bounds_pulse(g, n, P, k, write_noise, key, index):
             d = 2.0 * P[ROW_STEP_UP, k] * (hi - g) / span
         else:
             d = -2.0 * P[ROW_STEP_DOWN, k] * (g - lo) / span
-        if write_noise != 0.0:
-            d *= 1.0 + write_noise * normal(key, index + np.uint64(2 * j))
-        g = min(max(g + d, lo), hi)
+        g = noisy_step(g, d, j, lo, hi, write_noise, key, index)
     return g
 
 

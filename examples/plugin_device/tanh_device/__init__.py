@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from crossbar_sim.rng import normal
-from device_models.base import N_PARAMS, ROW_G_MAX, ROW_G_MIN, ROW_STEP_DOWN, ROW_STEP_UP, DeviceModel, DeviceParams
+from device_models.base import (N_PARAMS, ROW_G_MAX, ROW_G_MIN, ROW_STEP_DOWN, ROW_STEP_UP, DeviceModel, DeviceParams,
+                                noisy_step, out_of_range)
 
 ROW_SHARPNESS = N_PARAMS  # the first row after the common ones holds our shape parameter
 
@@ -20,10 +20,7 @@ class TanhParams(DeviceParams):
     """How abruptly the step fades near a bound, dimensionless (larger: flatter middle, sharper edges)."""
 
     def check(self):
-        problems = super().check()
-        if self.sharpness <= 0:
-            problems.append(("sharpness", f"expected a number > 0, got {self.sharpness}"))
-        return problems
+        return super().check() + out_of_range("sharpness", self.sharpness, 0, 100, lo_open=True)
 
 
 @njit(cache=True)
@@ -35,9 +32,7 @@ def tanh_pulse(g, n, P, k, write_noise, key, index):
         u = (g - lo) / (hi - lo)
         room = 1.0 - u if n > 0 else u  # distance to the bound we move towards
         d = step * np.tanh(s * room)
-        if write_noise != 0.0:
-            d *= 1.0 + write_noise * normal(key, index + np.uint64(2 * j))
-        g = min(max(g + d, lo), hi)
+        g = noisy_step(g, d, j, lo, hi, write_noise, key, index)
     return g
 
 
