@@ -1,6 +1,7 @@
 """Command line.
 
 * ``crossbar-sim run SCENARIO.yaml [--out DIR] [--set key.path=value ...] [--seed N]``
+* ``crossbar-sim run --resume DIR``: continue a run from its last complete epoch
 * ``crossbar-sim devices``: the device models and presets, with their parameters, units and defaults
 * ``crossbar-sim device show NAME [--set param=value ...] --out DIR``: plots of a device's pulse response
 
@@ -14,20 +15,22 @@ from pathlib import Path
 
 import yaml
 
+from crossbar_sim.checkpoint import CheckpointError
 from crossbar_sim.config import ConfigError, load_scenario
 from crossbar_sim.data import DataError
 from crossbar_sim.ep import SimulationError
 from device_models import DeviceModelError
 
-USER_ERRORS = (ConfigError, DataError, DeviceModelError, SimulationError)
+USER_ERRORS = (ConfigError, CheckpointError, DataError, DeviceModelError, SimulationError)
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="crossbar-sim", description="Equilibrium Propagation on simulated memristor crossbars.")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train a scenario on its crossbar (and its ideal twin)")
-    run.add_argument("scenario", help="scenario YAML file")
+    run.add_argument("scenario", nargs="?", help="scenario YAML file")
     run.add_argument("--out", help="run directory (default runs/<scenario name>)")
+    run.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last complete epoch")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                      help="override one scenario key; repeatable")
     run.add_argument("--seed", type=int, help="override the scenario's seed")
@@ -45,11 +48,21 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args) -> int:
-    scenario = load_scenario(args.scenario, args.overrides, args.seed)
-    out = Path(args.out or Path("runs") / scenario.name)
-    from crossbar_sim.run import run_scenario  # imports Numba kernels; keep `--help` fast
+    if args.resume:
+        if args.scenario or args.out or args.overrides or args.seed is not None:
+            raise ConfigError("--resume DIR: continues DIR as it was started; give no SCENARIO, --out, --set or --seed")
+        from crossbar_sim.run import resume_run  # imports Numba kernels; keep `--help` fast
 
-    metrics = run_scenario(scenario, out, progress=not args.quiet)
+        out = Path(args.resume)
+        scenario, metrics = resume_run(out, progress=not args.quiet)
+    else:
+        if not args.scenario:
+            raise ConfigError("run: give a SCENARIO file, or --resume DIR")
+        scenario = load_scenario(args.scenario, args.overrides, args.seed)
+        out = Path(args.out or Path("runs") / scenario.name)
+        from crossbar_sim.run import run_scenario
+
+        metrics = run_scenario(scenario, out, progress=not args.quiet)
     line = f"{scenario.name}: crossbar ({metrics['device']}) test accuracy {metrics['test_accuracy']:.4f}"
     if "ideal" in metrics:
         line += f", ideal test accuracy {metrics['ideal']['test_accuracy']:.4f}"

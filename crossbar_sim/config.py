@@ -110,6 +110,21 @@ class UpdateConfig:
 
 
 @dataclass
+class EnergyConfig:
+    """Energy per operation, for the run's energy estimate (all zero: no estimate). Per DAC conversion, per
+    ADC conversion, per device sensed in one read, and per programming pulse, in pJ."""
+
+    dac_pj: float = spec(0.0, lo=0.0)
+    adc_pj: float = spec(0.0, lo=0.0)
+    cell_read_pj: float = spec(0.0, lo=0.0)
+    pulse_pj: float = spec(0.0, lo=0.0)
+
+    @property
+    def enabled(self) -> bool:
+        return any((self.dac_pj, self.adc_pj, self.cell_read_pj, self.pulse_pj))
+
+
+@dataclass
 class DeviceConfig:
     """The device model's name and its parameters (bound against the model's own dataclass)."""
 
@@ -128,6 +143,7 @@ class HardwareConfig:
     update: UpdateConfig = field(default_factory=UpdateConfig)
     time: TimeConfig = field(default_factory=TimeConfig)
     program: ProgramConfig = field(default_factory=ProgramConfig)
+    energy: EnergyConfig = field(default_factory=EnergyConfig)
 
 
 @dataclass

@@ -19,6 +19,9 @@ from device_models.base import DeviceModel
 from networks.layered import LayeredNetwork
 
 
+OPS = ("mvm", "dac", "adc", "cell_reads")  # what the operation counts of a run hold, in this order
+
+
 @dataclass
 class PhaseResult:
     steps: int         # steps of the longest-running sample
@@ -145,13 +148,37 @@ class Engine:
         last = self.layers(S, batch)[-1]
         return last if self.loss == K.LOSS_MSE else self.logits(last)
 
-    def mvms(self, res: PhaseResult, batch: int, nudged: bool) -> int:
-        """Matrix-vector products of one phase: the input's read per sample, then every read of every step
-        each sample took (a converged sample stops reading)."""
-        per_step = 2 * (self.L - 1)
+    def read_ops(self, m: int, transposed: bool) -> np.ndarray:
+        """What one read of matrix ``m`` (1-based) costs, as ``OPS`` counts: one matrix-vector product,
+        its DAC and ADC conversions and the devices it reads.
+
+        The matrix, bias row included, is split into a grid of tiles; each tile converts its own inputs and
+        digitises its own partial sums. A forward read drives the ``n_{m-1} + 1`` rows (the bias line too)
+        and digitises ``n_m`` columns in every row tile; a transposed read drives the ``n_m`` columns and
+        digitises the ``n_{m-1}`` unit rows in every column tile. Every read senses both devices of each
+        pair it spans.
+        """
+        rows, cols = int(self.n[m - 1]) + 1, int(self.n[m])
+        row_tiles = -(-rows // self.periphery.rows)
+        col_tiles = -(-cols // self.periphery.cols)
+        if transposed:
+            return np.array([1, cols * row_tiles, (rows - 1) * col_tiles, 2 * (rows - 1) * cols], dtype=np.int64)
+        return np.array([1, rows * col_tiles, cols * row_tiles, 2 * rows * cols], dtype=np.int64)
+
+    def phase_ops(self, res: PhaseResult, batch: int, nudged: bool) -> np.ndarray:
+        """``OPS`` counts of one phase: the input matrix read once per sample, then, for every step each
+        sample took (a converged sample stops reading), each matrix between state layers read forward and
+        transposed, and in a nudged cross-entropy phase the readout both ways for the nudging force."""
+        per_step = sum(self.read_ops(m, False) + self.read_ops(m, True) for m in range(2, self.L + 1))
         if self.loss == K.LOSS_CE and nudged:
-            per_step += 2
-        return batch + res.sample_steps * per_step
+            per_step = per_step + self.read_ops(self.M, False) + self.read_ops(self.M, True)
+        return batch * self.read_ops(1, False) + res.sample_steps * np.asarray(per_step, dtype=np.int64)
+
+    def readout_ops(self, batch: int) -> np.ndarray:
+        """``OPS`` counts of reading the cross-entropy readout's logits for ``batch`` samples (none for MSE)."""
+        if self.loss != K.LOSS_CE:
+            return np.zeros(len(OPS), dtype=np.int64)
+        return batch * self.read_ops(self.M, False)
 
     def advance(self, now: float) -> None:
         """Set the chip's clock to ``now`` (s since the weights were programmed)."""
@@ -180,6 +207,15 @@ class Engine:
             out["pulses"] = int(sum(r["pulses"] for r in reports))
             out["rounds"] = int(max(r["rounds"] for r in reports))
         return out
+
+    def state(self) -> dict:
+        """The chip's state for a checkpoint: every array's devices and the clock."""
+        return {"now": self.now, "arrays": [a.state() for a in self.arrays]}
+
+    def load_state(self, state: dict) -> None:
+        self.now = state["now"]
+        for a, s in zip(self.arrays, state["arrays"], strict=True):
+            a.load_state(s)
 
     def weights(self) -> list[np.ndarray]:
         return [a.weights() for a in self.arrays]

@@ -30,7 +30,7 @@ class BatchResult:
     outputs: np.ndarray      # free-phase outputs (B, classes), for accuracy
     free_state: np.ndarray   # (B, units) free equilibrium, per sample (for persistent particles)
     steps: dict              # phase name -> steps of its longest-running sample
-    mvms: int                # matrix-vector products of the batch, all phases and readouts
+    ops: np.ndarray          # engine.OPS counts of the batch: reads, conversions, devices read
     terms: list              # (coefficient, state layers): the estimate is sum of coefficient * g(layers)
 
 
@@ -106,7 +106,7 @@ class EPStep:
         S = S0.copy()
         free = self._phase("free", xq, y, S, 0.0, ep.free_steps, where)
         steps = {"free": free.steps}
-        mvms = eng.mvms(free, B, nudged=False)
+        ops = eng.phase_ops(free, B, nudged=False)
         free_layers = [l.copy() for l in eng.layers(S, B)]
         outputs = eng.outputs(S, B)
         if ep.estimator == "centered":
@@ -121,7 +121,7 @@ class EPStep:
             name = f"nudged(beta={beta:+g})"
             res = self._phase(name, xq, y, Sb, beta, ep.nudge_steps, where)
             steps[name] = res.steps
-            mvms += eng.mvms(res, B, nudged=True)
+            ops = ops + eng.phase_ops(res, B, nudged=True)
             nudged.append(eng.layers(Sb, B))
         if len(betas) == 2:
             est = [d / (2 * ep.beta) for d in grad_difference(eng, x, nudged[0], nudged[1])]
@@ -131,6 +131,6 @@ class EPStep:
             terms = [(1 / betas[0], nudged[0]), (-1 / betas[0], free_layers)]
         if eng.loss == K.LOSS_CE:
             est.append(sum(readout_grad(eng, layers[-1], y) for layers in nudged) / len(nudged))
-            mvms += B * (1 + len(nudged))  # the readout's reads for the prediction and the updates
-        result = BatchResult(outputs, np.concatenate(free_layers, axis=1), steps, mvms, terms)
+            ops = ops + eng.readout_ops(B * (1 + len(nudged)))  # the prediction's and the updates' reads
+        result = BatchResult(outputs, np.concatenate(free_layers, axis=1), steps, ops, terms)
         return est, result

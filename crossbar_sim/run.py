@@ -1,33 +1,42 @@
 """One scenario, end to end: data, the crossbar run, its ideal twin, and the run directory."""
 from __future__ import annotations
 
-import time
+import dataclasses
+import json
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
-from crossbar_sim import blas, report
-from crossbar_sim.config import Scenario
+from crossbar_sim import blas, checkpoint, costs, report
+from crossbar_sim.config import ConfigError, Scenario, load_scenario
 from crossbar_sim.data import load_dataset
 from crossbar_sim.trainer import Trainer
 from device_models import get_model
 
 
-def _summary(trainer: Trainer, seconds: float) -> dict:
+def _summary(trainer: Trainer) -> dict:
     c = trainer.counters
     last = c.history[-1]
-    return {
+    out = {
         "test_accuracy": last["test_accuracy"],
         "train_accuracy": last["train_accuracy"],
-        "wall_seconds": seconds,
+        "wall_seconds": trainer.wall_seconds(),
         "settle_steps": {"total": c.steps, "phases": c.phases,
                          "mean_free": c.free_steps / max(c.free_phases, 1)},
         "mvm_count": c.mvm,
         "pulse_count": trainer.engine.pulses,
         "max_device_pulses": trainer.engine.max_device_pulses,
+        "operations": {"train": costs.op_counts(c.train_ops), "eval": costs.op_counts(c.eval_ops)},
         "programming": trainer.engine.programming(),
     }
+    energy = trainer.scenario.hardware.energy
+    if energy.enabled:
+        out["energy"] = {
+            "per_operation_pj": dataclasses.asdict(energy),
+            "train_j": costs.energy_j(energy, c.train_ops, trainer.engine.pulses),
+            "eval_j": costs.energy_j(energy, c.eval_ops, 0),
+            "per_epoch_j": [row["energy_j"] for row in c.history],
+        }
+    return out
 
 
 def dataset_for(scenario: Scenario):
@@ -39,28 +48,44 @@ def dataset_for(scenario: Scenario):
     return dataset
 
 
-def run_scenario(scenario: Scenario, out: str | Path, progress: bool = True, echo=print) -> dict:
+def run_scenario(scenario: Scenario, out: str | Path, progress: bool = True, echo=print, resume: bool = False) -> dict:
     """Train the scenario's crossbar network (and its ideal twin when ``compare_ideal``); write ``out``.
+
+    A checkpoint is written after every epoch; with ``resume`` the run continues from the one in ``out``
+    (the scenario must be the one it was started with). ``metrics.json`` is written last, so its presence
+    marks a finished run.
 
     Returns:
         The metrics written to ``metrics.json``.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    saved = checkpoint.load(out) if resume else None
+    if saved is not None and saved["scenario"] != scenario.to_dict():
+        raise checkpoint.CheckpointError(f"{out / checkpoint.FILE}: written for another scenario than "
+                                         f"{out / 'config.yaml'}; start a new run directory")
     report.write_config(out, scenario.to_dict())
     dataset = dataset_for(scenario)
     model = scenario.hardware.device.build()
-    runs, metrics = {}, {"name": scenario.name, "seed": scenario.seed, "device": model.name}
     plan = [("crossbar", model)]
     if scenario.compare_ideal and not model.ideal:
         plan.append(("ideal", get_model("ideal")()))
+    done = saved["done"] if saved else {}  # part name -> summary with history, for the parts finished
     for name, m in plan:
-        start = time.perf_counter()
+        if name in done:
+            echo(f"{name:8s} finished before the resume: test {done[name]['test_accuracy']:.4f}")
+            continue
         trainer = Trainer(scenario, dataset, m, label=name, progress=progress)
-        trainer.fit(on_epoch=lambda row, n=name: echo(
-            f"{n:8s} epoch {row['epoch']:3d}  train {row['train_accuracy']:.4f}  test {row['test_accuracy']:.4f}"))
-        runs[name] = trainer.counters.history
-        summary = _summary(trainer, time.perf_counter() - start)
+        if saved and saved["current"] == name:
+            trainer.load_state(saved["trainer"])
+            echo(f"{name:8s} resumed after epoch {len(trainer.counters.history)}")
+
+        def on_epoch(row, n=name, t=trainer):
+            echo(f"{n:8s} epoch {row['epoch']:3d}  train {row['train_accuracy']:.4f}  test {row['test_accuracy']:.4f}")
+            checkpoint.save(out, {"scenario": scenario.to_dict(), "done": done, "current": n, "trainer": t.state()})
+
+        trainer.fit(on_epoch=on_epoch)
+        summary = _summary(trainer)
         delay = scenario.hardware.time.eval_delay
         if delay > 0:
             # Inference after the devices have drifted for a while without pulses.
@@ -68,12 +93,27 @@ def run_scenario(scenario: Scenario, out: str | Path, progress: bool = True, ech
             with blas.limit_threads(1):
                 summary["test_accuracy_after_delay"] = trainer.evaluate(dataset.x_test, dataset.y_test)
             echo(f"{name:8s} test accuracy {delay:g} s after training: {summary['test_accuracy_after_delay']:.4f}")
-        if name == "crossbar":
-            metrics.update(summary)
-            metrics["history"] = runs[name]
-        else:
-            metrics["ideal"] = {**summary, "history": runs[name]}
-    report.write_metrics(out, metrics)
+        done[name] = {**summary, "history": trainer.counters.history}
+        checkpoint.save(out, {"scenario": scenario.to_dict(), "done": done, "current": None, "trainer": None})
+    metrics = {"name": scenario.name, "seed": scenario.seed, "device": model.name, **done["crossbar"]}
+    if "ideal" in done:
+        metrics["ideal"] = done["ideal"]
+    runs = {name: done[name]["history"] for name, _ in plan}
     report.write_history(out, runs)
     report.plot_accuracy(out, runs, f"{scenario.name}: {model.name}")
+    report.write_metrics(out, metrics)
     return metrics
+
+
+def resume_run(out: str | Path, progress: bool = True, echo=print) -> tuple[Scenario, dict]:
+    """Continue the run in ``out`` from its last checkpoint (or return its metrics when it has finished)."""
+    out = Path(out)
+    config = out / "config.yaml"
+    if not out.is_dir() or not config.is_file():
+        raise ConfigError(f"--resume {out}: not a run directory (no config.yaml); give the --out of a `crossbar-sim run`")
+    scenario = load_scenario(config)
+    metrics_file = out / "metrics.json"
+    if metrics_file.is_file():
+        echo(f"{out}: the run had finished; nothing to do")
+        return scenario, json.loads(metrics_file.read_text())
+    return scenario, run_scenario(scenario, out, progress=progress, echo=echo, resume=True)

@@ -90,6 +90,15 @@ class IdealArray:
     def weights(self) -> np.ndarray:
         return self.W.copy()
 
+    def state(self) -> dict:
+        """Everything training changes, for a checkpoint."""
+        return {"W": self.W.copy(), "pulses_total": self.pulses_total}
+
+    def load_state(self, state: dict) -> None:
+        self.W[:] = state["W"]
+        self.pulses_total = state["pulses_total"]
+        self.refresh()
+
     def apply(self, dW: np.ndarray, rng: np.random.Generator) -> int:
         self.W += dW
         self.refresh()
@@ -192,6 +201,19 @@ class CrossbarArray:
                             **self._residual(W_target)}
         self.pulses[:] = 0  # training pulses are counted from here
         self.pulses_total = 0
+
+    _STATE = ("G", "P", "pulses", "t_prog", "cfg", "pulses_total", "refresh_pulses", "programming")
+
+    def state(self) -> dict:
+        """Everything training changes (conductances, device parameters a failure can change, pulse counts,
+        last-pulse times, the clock), for a checkpoint."""
+        return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k in self._STATE for v in [getattr(self, k)]}
+
+    def load_state(self, state: dict) -> None:
+        for k in self._STATE:
+            setattr(self, k, np.ascontiguousarray(state[k]) if isinstance(state[k], np.ndarray) else state[k])
+        self.refresh()
+        self.advance(self.cfg[WB.WB_NOW])
 
     def weights(self) -> np.ndarray:
         """Effective weights (G+ - G-) / g_scale, shape (R, C), float64."""

@@ -12,8 +12,9 @@ from tqdm import tqdm
 
 from crossbar_sim import blas
 from crossbar_sim.config import ConfigError, Scenario
+from crossbar_sim.costs import energy_j
 from crossbar_sim.data import Dataset
-from crossbar_sim.engine import Engine
+from crossbar_sim.engine import OPS, Engine
 from crossbar_sim.ep import EPStep, SimulationError
 from crossbar_sim.tiles import Periphery, Programming
 from device_models.base import DeviceModel
@@ -41,16 +42,27 @@ def one_hot(y: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+def _zero_ops() -> np.ndarray:
+    return np.zeros(len(OPS), dtype=np.int64)
+
+
 @dataclass
 class Counters:
-    """What a run spent: relaxation steps, matrix reads and pulses."""
+    """What a run spent: relaxation steps, and the ``OPS`` counts of training and of evaluation."""
 
     phases: int = 0
     steps: int = 0
     free_steps: int = 0
     free_phases: int = 0
-    mvm: int = 0
+    train_ops: np.ndarray = field(default_factory=_zero_ops)
+    eval_ops: np.ndarray = field(default_factory=_zero_ops)
+    train_energy_j: float = 0.0  # when hardware.energy is set
     history: list = field(default_factory=list)
+
+    @property
+    def mvm(self) -> int:
+        """Matrix-vector products of training and evaluation together."""
+        return int(self.train_ops[0] + self.eval_ops[0])
 
 
 class Trainer:
@@ -87,6 +99,37 @@ class Trainer:
         n_train = len(dataset.x_train)
         self.particles = (np.zeros((n_train, self.engine.state_size()), dtype=np.float32)
                           if scenario.ep.persistent else None)
+        self._wall_offset = 0.0  # seconds spent before a resume
+        self._t0 = time.perf_counter()
+
+    def wall_seconds(self) -> float:
+        """Wall time of this run so far, the time before a resume included."""
+        return self._wall_offset + time.perf_counter() - self._t0
+
+    # ---- checkpoints -------------------------------------------------------------------------------
+
+    def state(self) -> dict:
+        """Everything the rest of the run depends on: devices, generators, counters, particles, history."""
+        c = self.counters
+        return {
+            "engine": self.engine.state(),
+            "rng": {name: g.bit_generator.state for name, g in self.rng.items()},
+            "counters": {**c.__dict__, "train_ops": c.train_ops.copy(), "eval_ops": c.eval_ops.copy(),
+                         "history": [dict(r) for r in c.history]},
+            "particles": None if self.particles is None else self.particles.copy(),
+            "wall_seconds": self.wall_seconds(),
+        }
+
+    def load_state(self, state: dict) -> None:
+        """Continue from :meth:`state` of a trainer built from the same scenario and data."""
+        self.engine.load_state(state["engine"])
+        for name, g in self.rng.items():
+            g.bit_generator.state = state["rng"][name]
+        self.counters = Counters(**state["counters"])
+        if self.particles is not None:
+            self.particles[:] = state["particles"]
+        self._wall_offset = state["wall_seconds"]
+        self._t0 = time.perf_counter()
 
     def _train_epoch(self, epoch: int) -> float:
         data, sc = self.data, self.scenario
@@ -119,7 +162,7 @@ class Trainer:
             c.steps += sum(res.steps.values())
             c.free_steps += res.steps["free"]
             c.free_phases += 1
-            c.mvm += res.mvms
+            c.train_ops += res.ops
         return correct / len(order)
 
     def _write(self, x, est, res) -> None:
@@ -147,18 +190,19 @@ class Trainer:
             S = np.zeros(B * eng.state_size(), dtype=np.float32)
             dummy = np.zeros((B, self.data.n_classes), dtype=np.float32)
             res = eng.settle(eng.input_dac(xb), dummy, S, 0.0, ep.free_steps, ep.dynamics, ep.tol, ep.eps)
-            self.counters.mvm += eng.mvms(res, B, nudged=False)
+            self.counters.eval_ops += eng.phase_ops(res, B, nudged=False) + eng.readout_ops(B)
             correct += int((eng.outputs(S, B).argmax(1) == y[start: start + bs]).sum())
         return correct / len(x)
 
     def fit(self, on_epoch=None) -> list[dict]:
-        """Train for the scenario's epochs; returns the per-epoch history."""
+        """Train up to the scenario's epochs (from the last complete one after :meth:`load_state`); returns
+        the per-epoch history. ``on_epoch(row)`` is called after each epoch."""
         with blas.limit_threads(1):  # the kernels parallelise themselves; idle BLAS threads would spin against them
             return self._fit(on_epoch)
 
     def _fit(self, on_epoch):
-        start = time.perf_counter()
-        for epoch in range(1, self.scenario.train.epochs + 1):
+        energy = self.scenario.hardware.energy
+        for epoch in range(len(self.counters.history) + 1, self.scenario.train.epochs + 1):
             train_acc = self._train_epoch(epoch)
             test_acc = self.evaluate(self.data.x_test, self.data.y_test)
             c = self.counters
@@ -168,8 +212,13 @@ class Trainer:
                 "test_accuracy": test_acc,
                 "mean_free_steps": c.free_steps / max(c.free_phases, 1),
                 "pulses": self.engine.pulses,
-                "seconds": time.perf_counter() - start,
+                "mvm": int(c.train_ops[0]),
+                "seconds": self.wall_seconds(),
             }
+            if energy.enabled:
+                total = energy_j(energy, c.train_ops, self.engine.pulses)["total"]
+                row["energy_j"] = total - c.train_energy_j
+                c.train_energy_j = total
             c.history.append(row)
             if on_epoch:
                 on_epoch(row)
