@@ -2,6 +2,8 @@
 
 * ``crossbar-sim run SCENARIO.yaml [--out DIR] [--set key.path=value ...] [--seed N]``
 * ``crossbar-sim run --resume DIR``: continue a run from its last complete epoch
+* ``crossbar-sim sweep SCENARIO.yaml --grid key.path=v1,v2 [--repeats N] [--workers N | --scheduler ADDR] --out DIR``
+* ``crossbar-sim report DIR``: sweep.csv, plots and summary.md of a sweep
 * ``crossbar-sim devices``: the device models and presets, with their parameters, units and defaults
 * ``crossbar-sim device show NAME [--set param=value ...] --out DIR``: plots of a device's pulse response
 
@@ -35,6 +37,24 @@ def _parser() -> argparse.ArgumentParser:
                      help="override one scenario key; repeatable")
     run.add_argument("--seed", type=int, help="override the scenario's seed")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    sw = sub.add_parser("sweep", help="run a scenario over a grid of values and repeats, in parallel")
+    sw.add_argument("scenario", help="scenario YAML file (its sweep: block, if any, gives grid and repeats)")
+    sw.add_argument("--grid", action="append", default=[], metavar="KEY.PATH=V1,V2,...",
+                    help="values of one scenario key; repeatable (the grid is their product)")
+    sw.add_argument("--repeats", type=int, help="runs per grid point, with seeds seed, seed+1, ...")
+    sw.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                    help="override one key of every point; repeatable")
+    sw.add_argument("--out", help="sweep directory (default sweeps/<scenario name>)")
+    where = sw.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
+    where.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run on an existing Dask cluster")
+    sw.add_argument("--executor", choices=("auto", "dask", "processes"), default="auto",
+                    help="local workers: a Dask LocalCluster (auto when Dask is installed) or plain processes")
+    sw.add_argument("--threads", type=int, help="Numba threads per point (default: cores / workers; 1 on a cluster)")
+    sw.add_argument("--connect-timeout", type=float, default=10.0, help="seconds to reach --scheduler")
+    sw.add_argument("--quiet", action="store_true", help="no progress bar")
+    rep = sub.add_parser("report", help="rebuild sweep.csv, plots and summary.md of a sweep directory")
+    rep.add_argument("dir", help="a sweep's --out (or a directory of runs)")
     sub.add_parser("devices", help="list device models and presets with their parameters")
     dev = sub.add_parser("device", help="look at one device model or preset")
     dev_sub = dev.add_subparsers(dest="device_command", required=True)
@@ -67,6 +87,34 @@ def _run(args) -> int:
     if "ideal" in metrics:
         line += f", ideal test accuracy {metrics['ideal']['test_accuracy']:.4f}"
     print(line + f"  ({metrics['wall_seconds']:.1f} s; results in {out})")
+    return 0
+
+
+def _sweep(args) -> int:
+    from crossbar_sim.sweep import plan, run_sweep
+
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers: expected an integer >= 1, got {args.workers}")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads: expected an integer >= 1, got {args.threads}")
+    sweep = plan(args.scenario, args.out, args.grid, args.repeats, args.overrides)
+    status = run_sweep(sweep, workers=args.workers, scheduler=args.scheduler, executor=args.executor,
+                       threads=args.threads, progress=not args.quiet, connect_timeout=args.connect_timeout)
+    failed = [name for name, s in status.items() if s == "failed"]
+    print(f"sweep: {len(status) - len(failed)} of {len(status)} points done; report in {sweep.out / 'summary.md'}")
+    if failed:
+        print(f"sweep: {len(failed)} point(s) failed, see error.txt in: {', '.join(failed[:5])}"
+              + (" ..." if len(failed) > 5 else ""), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _report(args) -> int:
+    from crossbar_sim.sweep_report import write_report
+
+    written = write_report(Path(args.dir))
+    for path in written.values():
+        print(path)
     return 0
 
 
@@ -114,7 +162,7 @@ def main(argv=None) -> int:
     try:
         if args.command == "device":
             return _device_show(args)
-        return {"run": _run, "devices": _devices}[args.command](args)
+        return {"run": _run, "sweep": _sweep, "report": _report, "devices": _devices}[args.command](args)
     except USER_ERRORS as exc:
         print(f"crossbar-sim: error: {exc}", file=sys.stderr)
         return 2

@@ -309,38 +309,59 @@ def device_from_mapping(name: str, values: dict) -> device_models.DeviceModel:
     return _bind_device({key: name, **values}, "device").build()
 
 
+def set_key(raw: dict, key: str, value) -> None:
+    """Set the dotted ``key`` of the raw scenario mapping to ``value``, creating mappings on the way."""
+    parts = key.strip().split(".")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif isinstance(child, dict):
+            child = node[part] = dict(child)  # never change a mapping the caller shares
+        else:
+            raise ConfigError(f"{'.'.join(parts[: i + 1])}: is not a mapping, cannot set {key}")
+        node = child
+    node[parts[-1]] = value
+
+
 def apply_override(raw: dict, assignment: str) -> None:
     """Apply one ``--set key.path=value`` to the raw scenario mapping; the value is parsed as YAML."""
     if "=" not in assignment:
         raise ConfigError(f"--set {assignment}: expected key.path=value")
     key, text = assignment.split("=", 1)
-    parts = key.strip().split(".")
-    node = raw
-    for i, part in enumerate(parts[:-1]):
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"{'.'.join(parts[: i + 1])}: is not a mapping, cannot set {key}")
     try:
-        node[parts[-1]] = yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {key}: cannot parse value {text!r} ({exc.problem})") from None
+    set_key(raw, key, value)
+
+
+def read_yaml(path: str | Path) -> dict:
+    """The mapping in a scenario file; unreadable files and bad YAML are ConfigErrors naming the file."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read scenario ({exc.strerror})") from None
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of scenario keys, got {type(raw).__name__}")
+    return raw
 
 
 def load_scenario(path: str | Path | None = None, overrides: list[str] = (), seed: int | None = None,
                   raw: dict | None = None) -> Scenario:
-    """Read a scenario file (or a raw mapping), apply ``--set`` overrides and the seed, validate."""
-    if raw is None:
-        try:
-            text = Path(path).read_text()
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read scenario ({exc.strerror})") from None
-        try:
-            raw = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"{path}:{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    raw = dict(raw)
+    """Read a scenario file (or a raw mapping), apply ``--set`` overrides and the seed, validate.
+
+    A ``sweep:`` block is not part of one run's scenario: it is left to ``crossbar-sim sweep`` and ignored here.
+    """
+    raw = dict(read_yaml(path) if raw is None else raw)
+    raw.pop("sweep", None)
     for assignment in overrides:
         apply_override(raw, assignment)
     if seed is not None:

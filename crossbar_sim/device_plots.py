@@ -12,7 +12,7 @@ from crossbar_sim import rng as R
 from device_models.base import ROW_G_MAX, ROW_G_MIN, ROW_STUCK, DeviceModel
 
 
-@njit(cache=True)
+@njit  # not cached: it takes the pulse function (see crossbar_sim.writeback.write_pairs)
 def _trace(pulse, g0, n_up, n_down, P, write_noise, key):
     """Conductance of every device after each pulse of an up sweep followed by a down sweep."""
     n_dev = g0.size
@@ -27,7 +27,7 @@ def _trace(pulse, g0, n_up, n_down, P, write_noise, key):
     return out
 
 
-@njit(cache=True)
+@njit
 def _steps(pulse, g, direction, P):
     out = np.empty(g.size)
     for i in range(g.size):

@@ -76,6 +76,8 @@ class Trainer:
     """
 
     def __init__(self, scenario: Scenario, dataset: Dataset, model: DeviceModel, label: str = "", progress=True):
+        self._wall_offset = 0.0  # seconds spent before a resume
+        self._t0 = time.perf_counter()
         self.scenario = scenario
         self.data = dataset
         self.label = label
@@ -99,8 +101,6 @@ class Trainer:
         n_train = len(dataset.x_train)
         self.particles = (np.zeros((n_train, self.engine.state_size()), dtype=np.float32)
                           if scenario.ep.persistent else None)
-        self._wall_offset = 0.0  # seconds spent before a resume
-        self._t0 = time.perf_counter()
 
     def wall_seconds(self) -> float:
         """Wall time of this run so far, the time before a resume included."""

@@ -114,7 +114,11 @@ def _write_pair(i, j, n, burst, G, P, W, WT, pulses, t_prog, cfg, noise_key, pul
     return sent + refresh, refresh
 
 
-@njit(cache=True, parallel=True)
+# Kernels that take the device's pulse function as an argument are not cached on disk: Numba keys such an
+# entry on the function object of the process that compiled it, so it never hits in another process, and
+# re-saving an index that holds such keys can fail ("underlying object has vanished"). They compile once per
+# process and model instead.
+@njit(parallel=True)
 def write_pairs(dW, G, P, W, WT, pulses, t_prog, cfg, key, pulse_fn):
     """Apply the intended change ``dW`` (R, C) to the pairs as counted pulses, and refresh the read-out.
 
@@ -150,7 +154,7 @@ def write_pairs(dW, G, P, W, WT, pulses, t_prog, cfg, key, pulse_fn):
     return total, refresh
 
 
-@njit(cache=True, parallel=True)
+@njit(parallel=True)  # not cached: see write_pairs
 def train_pairs(row_bits, col_bits, signs, G, P, W, WT, pulses, t_prog, cfg, key, pulse_fn):
     """Fully parallel stochastic update (Gokmen & Vlasov 2016; aihwkit's pulse trains).
 

@@ -1,0 +1,135 @@
+"""Checkpoints and --resume: a run killed anywhere continues to the numbers of an uninterrupted run."""
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from crossbar_sim.cli import main
+from crossbar_sim.config import load_scenario
+from crossbar_sim.run import dataset_for
+from crossbar_sim.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "scenarios" / "quickstart.yaml"
+
+
+def comparable(metrics: dict) -> dict:
+    """metrics.json without the wall-clock fields."""
+    m = {k: v for k, v in metrics.items() if k != "wall_seconds"}
+    m["history"] = [{k: v for k, v in row.items() if k != "seconds"} for row in m["history"]]
+    if "ideal" in m:
+        m["ideal"] = comparable(m["ideal"])
+    return m
+
+
+def _cli(*args):
+    return subprocess.Popen([sys.executable, "-m", "crossbar_sim.cli", *map(str, args)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_a_run_killed_mid_epoch_resumes_to_the_same_metrics(tmp_path):
+    args = ["--set", "train.epochs=4", "--set", "data.train_limit=1400", "--quiet"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert _cli("run", QUICKSTART, "--out", whole, *args).wait(timeout=300) == 0
+    proc = _cli("run", QUICKSTART, "--out", cut, *args)
+    ckpt = cut / "checkpoint.pkl"
+    while proc.poll() is None:  # kill during the crossbar run's third epoch, after the second's checkpoint
+        try:
+            state = pickle.loads(ckpt.read_bytes())
+        except (FileNotFoundError, EOFError, pickle.UnpicklingError):
+            time.sleep(0.005)
+            continue
+        if state["current"] == "crossbar" and len(state["trainer"]["counters"]["history"]) == 2:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    assert proc.wait(timeout=60) == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (cut / "metrics.json").exists()
+    done = subprocess.run([sys.executable, "-m", "crossbar_sim.cli", "run", "--resume", str(cut), "--quiet"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "resumed after epoch 2" in done.stdout
+    a = json.loads((whole / "metrics.json").read_text())
+    b = json.loads((cut / "metrics.json").read_text())
+    assert comparable(a) == comparable(b)
+
+
+@pytest.mark.parametrize("device", [
+    {"model": "soft_bounds", "bits": 4, "write_noise": 0.02, "d2d": 0.1, "read_noise": 0.01, "stuck_fraction": 0.05},
+    {"preset": "pcm_nandakumar2020", "set_a": 0.0, "endurance": 30},  # drift, refresh, wear-out
+])
+def test_trainer_state_round_trip_continues_identically(device):
+    raw = {"data": {"name": "digits", "train_limit": 256, "batch_size": 32}, "train": {"epochs": 3},
+           "ep": {"free_steps": 8, "nudge_steps": 4, "persistent": True},
+           "hardware": {"device": device, "update": {"mode": "pulse_trains"}}}
+    sc = load_scenario(raw=raw)
+    data = dataset_for(sc)
+    whole = Trainer(sc, data, sc.hardware.device.build(), progress=False)
+    whole.fit()
+    first = Trainer(sc, data, sc.hardware.device.build(), progress=False)
+    first.scenario.train.epochs = 1
+    first.fit()
+    first.scenario.train.epochs = 3
+    state = pickle.loads(pickle.dumps(first.state()))
+    second = Trainer(sc, data, sc.hardware.device.build(), progress=False)
+    second.load_state(state)
+    second.fit()
+    strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
+    assert strip(second.counters.history) == strip(whole.counters.history)
+    for a, b in zip(second.engine.arrays, whole.engine.arrays):
+        np.testing.assert_array_equal(a.G, b.G)
+        np.testing.assert_array_equal(a.P, b.P)
+    assert second.engine.pulses == whole.engine.pulses > 0
+
+
+def test_resuming_a_finished_run_changes_nothing(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["run", str(QUICKSTART), "--out", str(out), "--quiet", "--set", "train.epochs=1",
+                 "--set", "data.train_limit=200"]) == 0
+    before = (out / "metrics.json").stat().st_mtime_ns
+    assert main(["run", "--resume", str(out), "--quiet"]) == 0
+    assert "the run had finished" in capsys.readouterr().out
+    assert (out / "metrics.json").stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("setup,args,message", [
+    (None, [], "not a run directory (no config.yaml)"),
+    ("other", [], "written for another scenario"),
+    ("garbage", [], "not a readable checkpoint"),
+    (None, ["--set", "train.epochs=3"], "give no SCENARIO, --out, --set or --seed"),
+])
+def test_bad_resumes_exit_2_with_one_line(tmp_path, setup, args, message):
+    out = tmp_path / "r"
+    out.mkdir()
+    if setup:
+        assert main(["run", str(QUICKSTART), "--out", str(out), "--quiet", "--set", "train.epochs=1",
+                     "--set", "data.train_limit=100"]) == 0
+        (out / "metrics.json").unlink()
+        if setup == "other":
+            (out / "config.yaml").write_text((out / "config.yaml").read_text().replace("lr: 0.1", "lr: 0.2"))
+        else:
+            (out / "checkpoint.pkl").write_bytes(b"not a pickle")
+    proc = subprocess.run([sys.executable, "-m", "crossbar_sim.cli", "run", "--resume", str(out), *args],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_checkpoint_files_are_replaced_atomically(tmp_path):
+    """No temporary file is left behind and the checkpoint is readable after every epoch."""
+    out = tmp_path / "r"
+    assert main(["run", str(QUICKSTART), "--out", str(out), "--quiet", "--set", "train.epochs=2",
+                 "--set", "data.train_limit=100"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["accuracy.png", "checkpoint.pkl", "config.yaml",
+                                                     "history.csv", "metrics.json"]
+    state = pickle.loads((out / "checkpoint.pkl").read_bytes())
+    assert set(state["done"]) == {"crossbar", "ideal"} and state["current"] is None
+    assert oct(os.stat(out / "metrics.json").st_mode & 0o077) != oct(0)  # not mkstemp's private mode
