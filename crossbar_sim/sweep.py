@@ -344,34 +344,35 @@ def run_sweep(sweep: Sweep, workers: int | None = None, scheduler: str | None = 
     from crossbar_sim import sweep_report
 
     out = sweep.out
-    out.mkdir(parents=True, exist_ok=True)
-    lock = _Lock(out)
+    cores = os.cpu_count() or 1
+    workers = workers or cores
+    # An unreachable scheduler is found before anything is written.
+    backend = _Dask(workers, scheduler, out / ".dask-scratch", connect_timeout) if scheduler else None
+    lock = None
     try:
+        out.mkdir(parents=True, exist_ok=True)
+        lock = _Lock(out)
+        status = {p.name: point_state(out, p) for p in sweep.points}
         write_atomic(out / SWEEP_FILE, json.dumps({"grid": sweep.grid, "repeats": sweep.repeats,
                                                    "points": [p.record() for p in sweep.points]}, indent=2) + "\n")
-        status = {p.name: point_state(out, p) for p in sweep.points}
         todo = [p for p in sweep.points if status[p.name] != "done"]
-        cores = os.cpu_count() or 1
-        workers = workers or cores
-        if scheduler or executor == "dask" or (executor == "auto" and _have_dask()):
-            backend = _Dask(workers, scheduler, out / ".dask-scratch", connect_timeout)
-        else:
-            backend = _Processes(workers)
+        if backend is None:
+            use_dask = executor == "dask" or (executor == "auto" and _have_dask())
+            backend = _Dask(workers, None, out / ".dask-scratch", connect_timeout) if use_dask else _Processes(workers)
         if threads is None:
             threads = 1 if scheduler else max(1, cores // backend.workers)
         done_before = len(sweep.points) - len(todo)
         echo(f"sweep: {len(sweep.points)} points ({done_before} finished before), {backend.name}, "
              f"{threads} thread(s) per point; results in {out}")
-        bar = tqdm(total=len(sweep.points), initial=done_before, desc="sweep", unit="point", disable=not progress,
-                   dynamic_ncols=True)
-        try:
+        with tqdm(total=len(sweep.points), initial=done_before, desc="sweep", unit="point", disable=not progress,
+                  dynamic_ncols=True) as bar:
             _execute(sweep, todo, backend, threads, status, bar)
-        finally:
-            bar.close()
-            backend.close()
         sweep_report.write_report(out)
     finally:
-        lock.release()
+        if backend is not None:
+            backend.close()
+        if lock is not None:
+            lock.release()
     return status
 
 
