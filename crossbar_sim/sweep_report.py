@@ -218,7 +218,8 @@ def plot_accuracy_vs_epoch(out: Path, rows, keys, histories) -> Path | None:
     for ax in axes.flat[n:]:
         ax.axis("off")
     axes[0, 0].set_ylabel("test accuracy")
-    axes[0, 0].legend(fontsize=7)
+    if x:
+        axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
     path = out / "accuracy_vs_epoch.png"
     _save(fig, path)

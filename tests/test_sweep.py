@@ -221,3 +221,20 @@ def test_report_rebuilds_from_the_run_directories(tmp_path, scenario, capsys):
     assert len(table(out)) == 2 and "stale" not in (out / "summary.md").read_text()
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "no such directory" in capsys.readouterr().err
+
+
+def test_a_worker_without_the_sweep_directory_sends_the_files_back(tmp_path, scenario):
+    """A cluster worker that cannot see DIR (no shared filesystem) runs in scratch space and returns the files,
+    which the client writes."""
+    from crossbar_sim.sweep import _write_returned, run_point
+
+    point = plan(scenario, tmp_path / "s", ["hardware.device.bits=3"]).points[0]
+    elsewhere = tmp_path / "not-mounted-here" / point.name
+    result = run_point(str(elsewhere), point.config, point.record())
+    assert result["status"] == "done" and not elsewhere.parent.exists()
+    assert {"config.yaml", "metrics.json", "history.csv", "accuracy.png", "point.json"} <= set(result["files"])
+    out = tmp_path / "s"
+    out.mkdir()
+    _write_returned(out / point.name, result["files"])
+    metrics = json.loads((out / point.name / "metrics.json").read_text())
+    assert metrics["seed"] == 3 and yaml.safe_load((out / point.name / "config.yaml").read_text()) == point.config
