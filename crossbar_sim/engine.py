@@ -16,7 +16,7 @@ from crossbar_sim import kernels as K
 from crossbar_sim.rng import new_key
 from crossbar_sim.tiles import CrossbarArray, IdealArray, Periphery, Programming
 from device_models.base import DeviceModel
-from networks.layered import LayeredNetwork
+from networks.graph import Network
 
 
 OPS = ("mvm", "dac", "adc", "cell_reads")  # what the operation counts of a run hold, in this order
@@ -45,35 +45,42 @@ class Engine:
         bl: slots of the stochastic pulse streams (``pulse_trains`` update).
     """
 
-    def __init__(self, network: LayeredNetwork, weights0, model: DeviceModel, periphery: Periphery,
+    def __init__(self, network: Network, weights0, model: DeviceModel, periphery: Periphery,
                  rounding: str, rng: np.random.Generator, program: Programming | None = None, bl: int = 31):
         self.network = network
         self.model = model
         self.hi = network.activation.bound
         self.n = np.asarray(network.sizes, dtype=np.int64)
         self.L = network.n_state_layers
-        self.M = len(network.sizes) - 1
+        self.edges = network.edges
         self.loss = K.LOSS_MSE if network.readout == "state" else K.LOSS_CE
         self.per = periphery.vector(model, self.hi)
         self.periphery = periphery
-        shapes = [(int(a) + 1, int(b)) for a, b in zip(self.n[:-1], self.n[1:])]
-        self.woff = np.zeros(self.M + 1, dtype=np.int64)
-        self.wtoff = np.zeros(self.M + 1, dtype=np.int64)
+        shapes = [(int(self.n[e.src]) + e.bias, int(self.n[e.dst])) for e in self.edges]
+        self.edge_table = np.zeros((len(self.edges), 5), dtype=np.int64)
         wsize = wtsize = 0
-        for m, (r, c) in enumerate(shapes, start=1):
-            self.woff[m], self.wtoff[m] = wsize, wtsize
+        for k, (e, (r, c)) in enumerate(zip(self.edges, shapes)):
+            self.edge_table[k] = (e.src, e.dst, wsize, wtsize, e.bias)
             wsize += r * c
-            wtsize += (r - 1) * c
+            wtsize += (r - e.bias) * c
+        # Blocks between two state layers, per layer, in block order: what the kernel reads for that layer.
+        inner = [[k for k, e in enumerate(network.state_edges) if e.src >= 1 and l in (e.src, e.dst)]
+                 for l in range(self.L + 1)]
+        self.adj_ptr = np.cumsum([0, 0] + [len(inner[l]) for l in range(1, self.L + 1)]).astype(np.int64)
+        self.adj = np.array([k for l in range(1, self.L + 1) for k in inner[l]], dtype=np.int64)
+        self.color = network.colors()
         self.Wf = np.zeros(wsize, dtype=np.float32)
         self.WTf = np.zeros(wtsize, dtype=np.float32)
         self.arrays = []
-        for m, ((r, c), W0) in enumerate(zip(shapes, weights0), start=1):
-            W_view = self.Wf[self.woff[m]: self.woff[m] + r * c].reshape(r, c)
-            WT_view = self.WTf[self.wtoff[m]: self.wtoff[m] + (r - 1) * c].reshape(c, r - 1)
+        for (src, dst, wo, wto, bias), e, (r, c), W0 in zip(self.edge_table, self.edges, shapes, weights0, strict=True):
+            W_view = self.Wf[wo: wo + r * c].reshape(r, c)
+            WT_view = self.WTf[wto: wto + (r - bias) * c].reshape(c, r - bias)
+            mask = e.full_mask(network.sizes)
             if model.ideal:
-                self.arrays.append(IdealArray(W0, W_view, WT_view))
+                self.arrays.append(IdealArray(W0, W_view, WT_view, mask))
             else:
-                self.arrays.append(CrossbarArray(W0, model, periphery, rng, W_view, WT_view, rounding, program, bl))
+                self.arrays.append(CrossbarArray(W0, model, periphery, rng, W_view, WT_view, rounding, program, bl,
+                                                 mask))
         self._work: dict[int, np.ndarray] = {}
         self.now = 0.0
         self.rng = rng
@@ -128,8 +135,9 @@ class Engine:
         Q = np.empty_like(S) if self.analog else S
         cfg = np.array([K.DYNAMICS[dynamics], self.loss, steps, beta, eps, self.hi, tol], dtype=np.float64)
         with blas.limit_threads(1):
-            out = K.settle(xq, y, S, Q, self.Wf, self.WTf, self.n, self.state_offsets(B), self.woff, self.wtoff,
-                           cfg, self.per, new_key(self.rng), np.uint64(0), work, chunks)
+            out = K.settle(xq, y, S, Q, self.Wf, self.WTf, self.n, self.state_offsets(B), self.edge_table,
+                           self.adj_ptr, self.adj, self.color, cfg, self.per, new_key(self.rng), np.uint64(0), work,
+                           chunks)
         return PhaseResult(*out)
 
     def logits(self, s_last: np.ndarray) -> np.ndarray:
@@ -139,7 +147,7 @@ class Engine:
         out = np.empty((B, int(self.n[-1])), dtype=np.float32)
         xb = np.empty(B, dtype=np.float32)
         yb = np.empty(B * int(self.n.max()), dtype=np.float32)
-        V = self.Wf[self.woff[self.M]:].reshape(int(self.n[-2]) + 1, int(self.n[-1]))
+        V = self.arrays[-1].W_view
         K.mvm(x, V, out, False, self.periphery.rows, self.per, new_key(self.rng), np.uint64(0), 0, B, xb, yb)
         return out
 
@@ -148,37 +156,47 @@ class Engine:
         last = self.layers(S, batch)[-1]
         return last if self.loss == K.LOSS_MSE else self.logits(last)
 
-    def read_ops(self, m: int, transposed: bool) -> np.ndarray:
-        """What one read of matrix ``m`` (1-based) costs, as ``OPS`` counts: one matrix-vector product,
-        its DAC and ADC conversions and the devices it reads.
+    def read_ops(self, k: int, transposed: bool) -> np.ndarray:
+        """What one read of block ``k`` costs, as ``OPS`` counts: one matrix-vector product, its DAC and ADC
+        conversions and the devices it reads.
 
-        The matrix, bias row included, is split into a grid of tiles; each tile converts its own inputs and
-        digitises its own partial sums. A forward read drives the ``n_{m-1} + 1`` rows (the bias line too)
-        and digitises ``n_m`` columns in every row tile; a transposed read drives the ``n_m`` columns and
-        digitises the ``n_{m-1}`` unit rows in every column tile. Every read senses both devices of each
-        pair it spans.
+        The block, bias row included, is split into a grid of tiles; each tile converts its own inputs and
+        digitises its own partial sums. A forward read drives the ``n_src (+ 1)`` rows (the bias line too)
+        and digitises ``n_dst`` columns in every row tile; a transposed read drives the ``n_dst`` columns and
+        digitises the ``n_src`` unit rows in every column tile. Every read senses both devices of each pair
+        it spans that exists (a masked connection is no device).
         """
-        rows, cols = int(self.n[m - 1]) + 1, int(self.n[m])
+        e = self.edges[k]
+        rows, cols = int(self.n[e.src]) + e.bias, int(self.n[e.dst])
         row_tiles = -(-rows // self.periphery.rows)
         col_tiles = -(-cols // self.periphery.cols)
+        units = rows - e.bias
+        pairs = self.network.connections(e)
         if transposed:
-            return np.array([1, cols * row_tiles, (rows - 1) * col_tiles, 2 * (rows - 1) * cols], dtype=np.int64)
-        return np.array([1, rows * col_tiles, cols * row_tiles, 2 * rows * cols], dtype=np.int64)
+            return np.array([1, cols * row_tiles, units * col_tiles, 2 * pairs], dtype=np.int64)
+        return np.array([1, rows * col_tiles, cols * row_tiles, 2 * (pairs + e.bias * cols)], dtype=np.int64)
 
     def phase_ops(self, res: PhaseResult, batch: int, nudged: bool) -> np.ndarray:
-        """``OPS`` counts of one phase: the input matrix read once per sample, then, for every step each
-        sample took (a converged sample stops reading), each matrix between state layers read forward and
-        transposed, and in a nudged cross-entropy phase the readout both ways for the nudging force."""
-        per_step = sum(self.read_ops(m, False) + self.read_ops(m, True) for m in range(2, self.L + 1))
+        """``OPS`` counts of one phase: the clamped input's blocks read once per sample, then, for every step
+        each sample took (a converged sample stops reading), every block between state layers read forward
+        and transposed, and in a nudged cross-entropy phase the readout both ways for the nudging force."""
+        clamped = np.zeros(len(OPS), dtype=np.int64)
+        per_step = np.zeros(len(OPS), dtype=np.int64)
+        for k, e in enumerate(self.network.state_edges):
+            if e.src == 0:
+                clamped += self.read_ops(k, False)
+            else:
+                per_step += self.read_ops(k, False) + self.read_ops(k, True)
         if self.loss == K.LOSS_CE and nudged:
-            per_step = per_step + self.read_ops(self.M, False) + self.read_ops(self.M, True)
-        return batch * self.read_ops(1, False) + res.sample_steps * np.asarray(per_step, dtype=np.int64)
+            r = len(self.edges) - 1
+            per_step += self.read_ops(r, False) + self.read_ops(r, True)
+        return batch * clamped + res.sample_steps * per_step
 
     def readout_ops(self, batch: int) -> np.ndarray:
         """``OPS`` counts of reading the cross-entropy readout's logits for ``batch`` samples (none for MSE)."""
         if self.loss != K.LOSS_CE:
             return np.zeros(len(OPS), dtype=np.int64)
-        return batch * self.read_ops(self.M, False)
+        return batch * self.read_ops(len(self.edges) - 1, False)
 
     def advance(self, now: float) -> None:
         """Set the chip's clock to ``now`` (s since the weights were programmed)."""

@@ -35,22 +35,26 @@ class BatchResult:
 
 
 def grad_difference(engine: Engine, x: np.ndarray, first: list[np.ndarray], second: list[np.ndarray]) -> list[np.ndarray]:
-    """``g_m(first) - g_m(second)`` for the state matrices m = 1..L, as float64 (n_{m-1} + 1, n_m).
+    """``g_e(first) - g_e(second)`` for every block e of the dynamics, as float64 (n_src + bias, n_dst).
 
-    Each difference is one float32 GEMM over the two phases stacked along the batch; below the first layer
-    both phases share the clamped input, so there it is ``x^T (b1 - b2)``.
+    ``first`` and ``second`` are the state layers 1..L of two phases. Each difference is one float32 GEMM over
+    the two phases stacked along the batch; from the clamped input both phases share ``x``, so there it is
+    ``x^T (b1 - b2)``. A masked connection's entry is not zeroed here: the tiles ignore it.
     """
     B = x.shape[0]
     out = []
-    for m, (b1, b2) in enumerate(zip(first, second)):
-        g = np.empty((x.shape[1] + 1 if m == 0 else first[m - 1].shape[1] + 1, b1.shape[1]))
-        if m == 0:
-            g[:-1] = x.T @ (b1 - b2)
+    for e in engine.network.state_edges:
+        b1, b2 = first[e.dst - 1], second[e.dst - 1]
+        n_src = x.shape[1] if e.src == 0 else first[e.src - 1].shape[1]
+        g = np.empty((n_src + e.bias, b1.shape[1]))
+        if e.src == 0:
+            g[:n_src] = x.T @ (b1 - b2)
         else:
-            a = np.concatenate([first[m - 1], second[m - 1]])
-            g[:-1] = a.T @ np.concatenate([b1, -b2])
-        g[:-1] /= B
-        g[-1] = engine.hi * (b1.mean(0, dtype=np.float64) - b2.mean(0, dtype=np.float64))
+            a = np.concatenate([first[e.src - 1], second[e.src - 1]])
+            g[:n_src] = a.T @ np.concatenate([b1, -b2])
+        g[:n_src] /= B
+        if e.bias:
+            g[-1] = engine.hi * (b1.mean(0, dtype=np.float64) - b2.mean(0, dtype=np.float64))
         out.append(g)
     return out
 

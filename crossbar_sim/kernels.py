@@ -7,11 +7,17 @@ Array conventions (all float32, C-contiguous, batch first):
 
 * ``S``: every state layer, flattened one after the other; layer ``l`` (1..L) is the (B, n[l]) block
   starting at ``soff[l]``. ``Q`` is the same layout after the DAC (``Q is S`` when the DAC is off).
-* ``Wf``: every weight matrix ``m`` (1..M) as read from its conductances, an (n_in + 1, n_out) block at
-  ``woff[m]`` whose last row is the bias row (driven by the constant ``x_max``). ``WTf``: the same
-  conductances in transposed layout, (n_out, n_in) at ``wtoff[m]``, without the bias row. Both are
-  refreshed from one conductance array after every write, so a forward and a backward read see the same
-  devices; the second layout only lets BLAS run both directions at full speed.
+* ``edges``: one int64 row per connection block, ``EDGE_*`` columns: source and destination layer (src < dst),
+  offsets ``woff`` into ``Wf`` and ``wtoff`` into ``WTf``, and whether the block holds the destination's bias
+  row. With the cross-entropy readout its block (L -> L + 1) is the last row.
+* ``Wf``: every block as read from its conductances, an (n_src + bias, n_dst) matrix at ``woff`` whose last
+  row, if any, is the bias row (driven by the constant ``x_max``). ``WTf``: the same conductances in
+  transposed layout, (n_dst, n_src) at ``wtoff``, without the bias row. Both are refreshed from one
+  conductance array after every write, so a forward and a backward read see the same devices; the second
+  layout only lets BLAS run both directions at full speed. A masked connection reads as 0.
+* ``adj_ptr``, ``adj``: for state layer l, ``adj[adj_ptr[l]:adj_ptr[l + 1]]`` lists the blocks between l and
+  another state layer, in block order (the read order, which fixes the noise stream).
+* ``color``: colour of each state layer; the coordinate dynamics updates one colour at a time.
 * ``per``: the periphery, indexed by ``PER_*``.
 * ``cfg``: the phase, indexed by ``CFG_*``.
 """
@@ -27,6 +33,7 @@ from crossbar_sim.rng import normal32
 
 PER_ANALOG, PER_DAC_STEPS, PER_ADC_STEPS, PER_ADC_RANGE, PER_READ_SIGMA, PER_TILE_ROWS, PER_TILE_COLS, PER_X_MAX = range(8)
 N_PER = 8
+EDGE_SRC, EDGE_DST, EDGE_WOFF, EDGE_WTOFF, EDGE_BIAS = range(5)
 CFG_DYN, CFG_LOSS, CFG_T, CFG_BETA, CFG_EPS, CFG_HI, CFG_TOL = range(7)
 N_CFG = 7
 DYN_EULER, DYN_FIXED_POINT, DYN_COORDINATE = 0, 1, 2
@@ -147,28 +154,37 @@ def _weights(Wf, off, rows, cols):
 
 
 @njit(cache=True)
-def _drive(l, c, x, y, Q, Wf, WTf, n, soff, woff, wtoff, drive1, pre, beta, loss, per, key, ctr, xb, yb, ce):
-    """Everything that pushes on layer ``l`` for rows ``c = (b0, b1, B)``: input from below, feedback from
-    above, and the cross-entropy nudge. Writes the pre-activation into ``pre``; returns the noise counter."""
+def _drive(l, c, x, y, Q, Wf, WTf, n, soff, edges, adj_ptr, adj, drive_in, has_in, pre, beta, loss, per, key, ctr,
+           xb, yb, ce):
+    """Everything that pushes on layer ``l`` for rows ``c = (b0, b1, B)``: the clamped input's drive, every
+    block to another state layer (forward from below, transposed from above), and the cross-entropy nudge.
+    Writes the pre-activation into ``pre``; returns the noise counter."""
     b0, b1, B = c
     Bc = b1 - b0
     L = soff.size - 1
-    M = woff.size - 1
     rows = int(per[PER_TILE_ROWS])
     cols = int(per[PER_TILE_COLS])
-    if l == 1:
-        pre[:, :] = drive1
-    else:
-        ctr = mvm(_rows(Q, soff[l - 1], n[l - 1], b0, b1), _weights(Wf, woff[l], n[l - 1] + 1, n[l]), pre, False,
-                  rows, per, key, ctr, b0, B, xb, yb)
-    if l < L:
-        ctr = mvm(_rows(Q, soff[l + 1], n[l + 1], b0, b1), _weights(WTf, wtoff[l + 1], n[l + 1], n[l]), pre, True,
-                  cols, per, key, ctr, b0, B, xb, yb)
-    elif loss == LOSS_CE and beta != 0.0:
+    filled = has_in[l]
+    if filled:
+        pre[:, :] = drive_in
+    for k in range(adj_ptr[l], adj_ptr[l + 1]):
+        e = adj[k]
+        src, dst = edges[e, EDGE_SRC], edges[e, EDGE_DST]
+        if dst == l:  # from below, through the block as stored
+            ctr = mvm(_rows(Q, soff[src], n[src], b0, b1), _weights(Wf, edges[e, EDGE_WOFF], n[src] + edges[e, EDGE_BIAS],
+                      n[l]), pre, filled, rows, per, key, ctr, b0, B, xb, yb)
+        else:  # from above, through the same conductances transposed
+            ctr = mvm(_rows(Q, soff[dst], n[dst], b0, b1), _weights(WTf, edges[e, EDGE_WTOFF], n[dst], n[l]), pre,
+                      filled, cols, per, key, ctr, b0, B, xb, yb)
+        filled = True
+    if not filled:
+        pre[:, :] = 0.0
+    if l == L and loss == LOSS_CE and beta != 0.0:
         # Softmax readout outside the dynamics (Laborieux 2021): the nudge is beta * (y - p) @ V^T.
-        k = n[M]
+        r = edges.shape[0] - 1
+        k = n[L + 1]
         logits = ce[: Bc * k].reshape(Bc, k)
-        ctr = mvm(_rows(Q, soff[L], n[L], b0, b1), _weights(Wf, woff[M], n[L] + 1, k), logits, False,
+        ctr = mvm(_rows(Q, soff[L], n[L], b0, b1), _weights(Wf, edges[r, EDGE_WOFF], n[L] + 1, k), logits, False,
                   rows, per, key, ctr, b0, B, xb, yb)
         for b in range(Bc):
             mx = logits[b, 0]
@@ -183,7 +199,8 @@ def _drive(l, c, x, y, Q, Wf, WTf, n, soff, woff, wtoff, drive1, pre, beta, loss
         err = ce[Bc * k: 2 * Bc * k]
         dac(logits.ravel(), err, per[PER_DAC_STEPS], -1.0, 1.0)
         fb = ce[2 * Bc * k: 2 * Bc * k + Bc * n[L]].reshape(Bc, n[L])
-        ctr = mvm(err.reshape(Bc, k), _weights(WTf, wtoff[M], k, n[L]), fb, False, cols, per, key, ctr, b0, B, xb, yb)
+        ctr = mvm(err.reshape(Bc, k), _weights(WTf, edges[r, EDGE_WTOFF], k, n[L]), fb, False, cols, per, key, ctr,
+                  b0, B, xb, yb)
         for b in range(Bc):
             for j in range(n[L]):
                 pre[b, j] += beta * fb[b, j]
@@ -259,7 +276,8 @@ def _all_finite(a):
 
 
 @njit(cache=True)
-def _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, woff, wtoff, cfg, per, key, ctr, work, stats):
+def _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, edges, adj_ptr, adj, color, cfg, per, key, ctr, work,
+                 stats):
     """The settle loop for batch rows b0..b1 (one thread's share); results go into ``stats`` (see settle)."""
     dyn = int(cfg[CFG_DYN])
     loss = int(cfg[CFG_LOSS])
@@ -283,14 +301,15 @@ def _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, woff, wtoff, cfg, per, ke
         nmax = max(nmax, n[i])
     for l in range(1, L + 1):
         units += n[l]
-    # Scratch: pre-activations of every layer (layer-major, like S), layer-1 drive, converter and CE buffers.
+    # Scratch: pre-activations of every layer and the clamped input's drive of every layer (both layer-major,
+    # like S), converter and CE buffers.
     poff = np.zeros(L + 1, np.int64)
     for l in range(1, L):
         poff[l + 1] = poff[l] + Bc * n[l]
     o = poff[L] + Bc * n[L]
     pre_all = work[:o]
-    drive1 = work[o: o + Bc * n[1]].reshape(Bc, n[1])
-    o += Bc * n[1]
+    drive_all = work[o: 2 * o]
+    o *= 2
     xb = work[o: o + Bc]
     o += Bc
     yb = work[o: o + Bc * nmax]
@@ -309,20 +328,31 @@ def _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, woff, wtoff, cfg, per, ke
         for l in range(1, L + 1):
             lo, hi_ = soff[l] + b0 * n[l], soff[l] + b1 * n[l]
             dac(S[lo:hi_], Q[lo:hi_], dac_steps, 0.0, hi)
-    # The input is clamped for the whole phase, so its product is read once.
-    ctr = mvm(xc, _weights(Wf, woff[1], n[0] + 1, n[1]), drive1, False, int(per[PER_TILE_ROWS]), per, key,
-              ctr, b0, B, xb, yb)
+    # The input is clamped for the whole phase, so its blocks are read once.
+    has_in = np.zeros(L + 1, np.bool_)
+    n_state_edges = edges.shape[0] - (1 if loss == LOSS_CE else 0)
+    for e in range(n_state_edges):
+        if edges[e, EDGE_SRC] == 0:
+            l = edges[e, EDGE_DST]
+            ctr = mvm(xc, _weights(Wf, edges[e, EDGE_WOFF], n[0] + edges[e, EDGE_BIAS], n[l]),
+                      _rows(drive_all, poff[l], n[l], 0, Bc), has_in[l], int(per[PER_TILE_ROWS]), per, key, ctr,
+                      b0, B, xb, yb)
+            has_in[l] = True
+    n_colors = 1
+    for l in range(1, L + 1):
+        n_colors = max(n_colors, color[l] + 1)
     status = STATUS_OK
     for t in range(T):
         rowmax[:] = 0.0
         rowsum[:] = 0.0
-        for phase in range(2 if dyn == DYN_COORDINATE else 1):
-            # Coordinate: odd layers, then even layers (exact block minimisation). Otherwise all at once.
+        for phase in range(n_colors if dyn == DYN_COORDINATE else 1):
+            # Coordinate: one colour after the other (exact block minimisation). Otherwise all at once.
             for l in range(1, L + 1):
-                if dyn == DYN_COORDINATE and l % 2 != 1 - phase:
+                if dyn == DYN_COORDINATE and color[l] != phase:
                     continue
-                ctr = _drive(l, c, x, yc, Q, Wf, WTf, n, soff, woff, wtoff, drive1,
-                             _rows(pre_all, poff[l], n[l], 0, Bc), beta, loss, per, key, ctr, xb, yb, ce)
+                ctr = _drive(l, c, x, yc, Q, Wf, WTf, n, soff, edges, adj_ptr, adj,
+                             _rows(drive_all, poff[l], n[l], 0, Bc), has_in, _rows(pre_all, poff[l], n[l], 0, Bc),
+                             beta, loss, per, key, ctr, xb, yb, ce)
                 if dyn == DYN_COORDINATE:
                     _update(_rows(S, soff[l], n[l], b0, b1), _rows(pre_all, poff[l], n[l], 0, Bc), yc,
                                    l == L and loss == LOSS_MSE and beta != 0.0, dyn, beta, eps, hi, frozen, rowmax, rowsum, dbuf, dbits)
@@ -361,7 +391,7 @@ def _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, woff, wtoff, cfg, per, ke
 
 
 @njit(cache=True, parallel=True)
-def settle(x, y, S, Q, Wf, WTf, n, soff, woff, wtoff, cfg, per, key, ctr, work, chunks):
+def settle(x, y, S, Q, Wf, WTf, n, soff, edges, adj_ptr, adj, color, cfg, per, key, ctr, work, chunks):
     """Relax the network to equilibrium: one call runs a whole phase.
 
     The batch is cut into ``chunks`` row blocks relaxed in parallel, each by one thread with no barrier
@@ -373,8 +403,8 @@ def settle(x, y, S, Q, Wf, WTf, n, soff, woff, wtoff, cfg, per, key, ctr, work, 
         y: (B, n_target) float32 target (one-hot); used only when ``cfg[CFG_BETA] != 0``.
         S, Q: flat float32 states and their DAC image (see module docstring); ``S`` holds the initial state and
             receives the final one.
-        Wf, WTf, n, soff, woff, wtoff: weights and layout (module docstring). ``n`` has L + 1 entries
-            (input and state layers), plus the class count when the loss is cross-entropy.
+        Wf, WTf, n, soff, edges, adj_ptr, adj, color: weights and layout (module docstring). ``n`` has L + 1
+            entries (input and state layers), plus the class count when the loss is cross-entropy.
         cfg: float64 phase settings (``CFG_*``): dynamics, loss, max steps T, beta, Euler step, state bound, tol.
         per: float64 periphery (``PER_*``).
         key, ctr: read-noise stream and the index of its first draw (uint64).
@@ -391,7 +421,7 @@ def settle(x, y, S, Q, Wf, WTf, n, soff, woff, wtoff, cfg, per, key, ctr, work, 
         b0 = i * B // chunks
         b1 = (i + 1) * B // chunks
         if b1 > b0:
-            _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, woff, wtoff, cfg, per, key, ctr,
+            _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, edges, adj_ptr, adj, color, cfg, per, key, ctr,
                          work[i * per_chunk: (i + 1) * per_chunk], stats[i])
     status = STATUS_OK
     for i in range(chunks):
@@ -404,4 +434,4 @@ def work_size(batch: int, sizes, chunks: int) -> int:
     """Scratch elements :func:`settle` needs for a batch, the layer sizes ``n`` and a number of chunks."""
     rows = -(-batch // chunks)
     nmax = max(sizes)
-    return chunks * (rows * (sum(sizes[1:]) + sizes[1] + 3 + 4 * nmax) + 64)
+    return chunks * (rows * (2 * sum(sizes[1:]) + 3 + 4 * nmax) + 64)

@@ -18,7 +18,7 @@ import numpy as np
 from crossbar_sim import kernels as K
 from crossbar_sim.rng import new_key
 from crossbar_sim import writeback as WB
-from device_models.base import ROW_G_MIN, DeviceModel
+from device_models.base import ROW_G_MIN, ROW_STUCK, DeviceModel
 
 
 @dataclass(frozen=True)
@@ -73,10 +73,11 @@ class Programming:
 
 
 class IdealArray:
-    """Floating-point weights, updated exactly (the ideal twin's tiles)."""
+    """Floating-point weights, updated exactly (the ideal twin's tiles); masked connections stay 0."""
 
-    def __init__(self, W0: np.ndarray, W_view: np.ndarray, WT_view: np.ndarray):
-        self.W = np.array(W0, dtype=np.float64)
+    def __init__(self, W0: np.ndarray, W_view: np.ndarray, WT_view: np.ndarray, mask: np.ndarray | None = None):
+        self.mask = mask
+        self.W = np.array(W0, dtype=np.float64) * (1 if mask is None else mask)
         self.W_view, self.WT_view = W_view, WT_view
         self.pulses_total = 0
         self.refresh()
@@ -100,7 +101,7 @@ class IdealArray:
         self.refresh()
 
     def apply(self, dW: np.ndarray, rng: np.random.Generator) -> int:
-        self.W += dW
+        self.W += dW if self.mask is None else dW * self.mask
         self.refresh()
         return 0
 
@@ -128,11 +129,15 @@ class CrossbarArray:
         W_view, WT_view: float32 read-out buffers of shape (R, C) and (C, R - 1).
         rounding: ``round`` or ``stochastic`` pulse-count rounding.
         program: how the initial weights are written (:class:`Programming`); direct setting by default.
+        bl: slots of the stochastic pulse streams (``apply_trains``).
+        mask: (R, C) bool, the connections that exist; a masked pair is no device: both conductances are 0,
+            it is marked absent (``ROW_STUCK`` = -1) and never pulsed.
     """
 
     def __init__(self, W0, model: DeviceModel, periphery: Periphery, rng, W_view, WT_view, rounding="stochastic",
-                 program=None, bl: int = 31):
+                 program=None, bl: int = 31, mask: np.ndarray | None = None):
         program = program or Programming()
+        self.mask = mask
         self.bl = bl
         self.model = model
         self.shape = W0.shape
@@ -153,28 +158,36 @@ class CrossbarArray:
         self.cfg[WB.WB_T0] = p.drift_t0
         n = W0.size
         self.P = np.ascontiguousarray(model.sample(rng, 2 * n))
+        absent = None if mask is None else np.concatenate([~mask.ravel(), ~mask.ravel()])
         self.pulses = np.zeros(2 * n, dtype=np.int64)
         self.t_prog = np.zeros(2 * n)  # time of each device's last pulse (programming at t = 0), s
         self.pulses_total = 0
         self.refresh_pulses = 0
         self.programming: dict = {}
-        W = np.clip(W0, -periphery.w_max, periphery.w_max)
+        W = np.clip(W0, -periphery.w_max, periphery.w_max) * (1 if mask is None else mask)
         if program.method == "write_verify":
-            self.write_verify(W, rng, program.tolerance, program.max_iterations)
+            self.write_verify(W, rng, program.tolerance, program.max_iterations, absent)
         else:
             g_min = self.P[ROW_G_MIN]
             target = np.concatenate([g_min[:n] + np.maximum(W.ravel(), 0) * self.g_scale,
                                      g_min[n:] + np.maximum(-W.ravel(), 0) * self.g_scale])
             self.G = model.program(target, self.P).astype(np.float64)
+            self._remove(absent)
             self.refresh()
             self.programming = {"method": "direct", **self._residual(W)}
+
+    def _remove(self, absent) -> None:
+        """Masked pairs are no devices: zero conductance, never pulsed."""
+        if absent is not None:
+            self.G[absent] = 0.0
+            self.P[ROW_STUCK, absent] = -1.0
 
     def _residual(self, W_target: np.ndarray) -> dict:
         err = self.weights() - W_target
         return {"residual_rms": float(np.sqrt(np.mean(err ** 2))),
                 "within_one_step": float(np.mean(np.abs(err) <= self.dw_step))}
 
-    def write_verify(self, W_target, rng, tolerance: float, max_iterations: int) -> None:
+    def write_verify(self, W_target, rng, tolerance: float, max_iterations: int, absent=None) -> None:
         """Program ``W_target`` from the reset state (every device at g_min) by write-verify.
 
         Each round reads every pair once, with the devices' read noise, and sends the pairs whose read weight
@@ -184,6 +197,7 @@ class CrossbarArray:
         the pulses spent.
         """
         self.G = self.P[ROW_G_MIN].copy()
+        self._remove(absent)
         self.refresh()
         stochastic = self.cfg[WB.WB_STOCHASTIC]
         self.cfg[WB.WB_STOCHASTIC] = 0.0
@@ -193,6 +207,8 @@ class CrossbarArray:
             read = self.weights() + sigma * rng.standard_normal(self.shape)
             err = W_target - read
             err[np.abs(err) <= tolerance * self.dw_step] = 0.0
+            if self.mask is not None:
+                err *= self.mask
             if not err.any():
                 break
             self.apply(err, rng)

@@ -168,13 +168,16 @@ class Trainer:
     def _write(self, x, est, res) -> None:
         """Write the batch's update: counted pulses per pair, or parallel pulse trains per sample and phase."""
         trains = self.scenario.hardware.update.mode == "pulse_trains"
-        for m, (array, g, lr) in enumerate(zip(self.engine.arrays, est, self.lrs)):
-            if trains and m < self.engine.L:
+        inner = len(self.engine.network.state_edges)
+        for k, (array, g, lr) in enumerate(zip(self.engine.arrays, est, self.lrs)):
+            if trains and k < inner:
+                e = self.engine.edges[k]
                 events = []
                 for coef, layers in res.terms:
-                    below = x if m == 0 else layers[m - 1]
-                    a = np.concatenate([below, np.full((len(below), 1), self.engine.hi, np.float32)], axis=1)
-                    events.append((coef, a, layers[m]))
+                    a = x if e.src == 0 else layers[e.src - 1]
+                    if e.bias:
+                        a = np.concatenate([a, np.full((len(a), 1), self.engine.hi, np.float32)], axis=1)
+                    events.append((coef, a, layers[e.dst - 1]))
                 array.apply_trains(events, lr, self.rng["write"])
             else:  # counted pulses (the cross-entropy readout always: its gradient is no phase difference)
                 array.apply(lr * g, self.rng["write"])

@@ -40,12 +40,14 @@ def mvm(x, W, block, per, key, ctr):
     return out, ctr
 
 
-def settle(x, y, states, weights, dynamics, loss, T, beta, eps, hi, tol, per, key):
+def settle(x, y, states, weights, dynamics, loss, T, beta, eps, hi, tol, per, key, edges=None, colors=None):
     """Twin of :func:`crossbar_sim.kernels.settle` over lists of arrays.
 
     Args:
         states: list of (B, n_l) arrays, layers 1..L (copied, not modified).
-        weights: list of (n_in + 1, n_out) matrices, bias row last (readout last for cross-entropy).
+        weights: one (n_src + bias, n_dst) matrix per block, bias row last (readout last for cross-entropy).
+        edges: (src, dst, bias) per block; default the chain 0 -> 1 -> ... with biases.
+        colors: colour of each layer 0..L for the coordinate dynamics; default odd/even.
 
     Returns:
         (final states, steps of the longest-running sample, largest change in a sample's last step).
@@ -53,6 +55,11 @@ def settle(x, y, states, weights, dynamics, loss, T, beta, eps, hi, tol, per, ke
     """
     s = [a.astype(np.float32).copy() for a in states]
     L = len(s)
+    if edges is None:
+        edges = [(l - 1, l, True) for l in range(1, len(weights) + 1)]
+    if colors is None:
+        colors = [0] + [(l + 1) % 2 for l in range(1, L + 1)]
+    inner = edges[:-1] if loss == K.LOSS_CE else edges
     rows, cols = int(per[K.PER_TILE_ROWS]), int(per[K.PER_TILE_COLS])
     analog = per[K.PER_ANALOG] != 0
     dq = (lambda a: dac(a, per[K.PER_DAC_STEPS], 0.0, hi)) if analog else (lambda a: a)
@@ -64,14 +71,23 @@ def settle(x, y, states, weights, dynamics, loss, T, beta, eps, hi, tol, per, ke
         out, ctr = mvm(inp, np.ascontiguousarray(W), block, per, key, ctr)
         return out
 
-    drive1 = read(x, weights[0], rows)
+    clamped = {}
+    for (src, dst, bias), W in zip(inner, weights):
+        if src == 0:
+            d = read(x, W, rows)
+            clamped[dst] = d if dst not in clamped else clamped[dst] + d
 
     def drive(l):  # l is 1-based
-        pre = drive1.copy() if l == 1 else read(q[l - 2], weights[l - 1], rows)
-        if l < L:
-            pre = pre + read(q[l], weights[l][:-1].T, cols)
-        elif loss == K.LOSS_CE and beta != 0:
-            V = weights[L]
+        pre = clamped[l].copy() if l in clamped else np.zeros((x.shape[0], s[l - 1].shape[1]))
+        for (src, dst, bias), W in zip(inner, weights):
+            if src == 0 or l not in (src, dst):
+                continue
+            if dst == l:
+                pre = pre + read(q[src - 1], W, rows)
+            else:
+                pre = pre + read(q[dst - 1], W[: W.shape[0] - bias].T, cols)
+        if l == L and loss == K.LOSS_CE and beta != 0:
+            V = weights[-1]
             z = read(q[L - 1], V, rows)
             p = np.exp(z - z.max(1, keepdims=True))
             p /= p.sum(1, keepdims=True)
@@ -100,8 +116,9 @@ def settle(x, y, states, weights, dynamics, loss, T, beta, eps, hi, tol, per, ke
     for t in range(T):
         rowmax[:] = 0.0
         if dynamics == K.DYN_COORDINATE:
-            for l in [l for l in range(1, L + 1) if l % 2 == 1] + [l for l in range(1, L + 1) if l % 2 == 0]:
-                update(l, drive(l))
+            for colour in range(max(colors[1:]) + 1):
+                for l in [l for l in range(1, L + 1) if colors[l] == colour]:
+                    update(l, drive(l))
         else:
             pres = [drive(l) for l in range(1, L + 1)]
             for l in range(1, L + 1):

@@ -58,7 +58,10 @@ def drift_readout(G, P, t_prog, W, WT, g_scale, now, t0):
 
 @njit(cache=True, inline="always")
 def _send(G, P, pulses, t_prog, dev, m, cfg, noise_key, salt, pulse_fn):
-    """``m`` pulses to device ``dev`` (counted even if it is stuck); a worn-out device sticks."""
+    """``m`` pulses to device ``dev`` (counted even if it is stuck); a worn-out device sticks. An absent device
+    (a masked connection, ``P[ROW_STUCK] < 0``) gets nothing."""
+    if P[ROW_STUCK, dev] < 0.0:
+        return 0
     pulses[dev] += abs(m)
     if cfg[WB_DRIFT] != 0.0:
         # The pulse acts on the drifted conductance, and the device's drift starts again.

@@ -96,14 +96,14 @@ def test_settle_matches_twin(small_net, dyn, loss, analog, chunks):
         y = np.eye(sizes[-1], dtype=np.float32)[np.arange(B) % sizes[-1]]
     states = [np.random.default_rng(l).random((B, sizes[l])).astype(np.float32) * 0.5 for l in range(1, L + 1)]
     per = periphery(analog=analog, adc_bits=12, dac_bits=10, read_sigma=0.01, rows=5, cols=4)
-    n, soff, S, Wf, WTf, woff, wtoff = pack(sizes, weights, states, B)
+    n, soff, S, Wf, WTf, *layout = pack(sizes, weights, states, B, readout=loss == "cross_entropy")
     dyn_id, loss_id = K.DYNAMICS[dyn], K.LOSSES[loss]
     tol = 1e-7 if analog else 1e-3  # exact reads converge, so samples stop at different steps
     cfg = np.array([dyn_id, loss_id, 40, 0.3, 0.5, 1.0, tol])
     xq = twins.dac(x, per[K.PER_DAC_STEPS], 0, 1) if analog else x
     Q = np.empty_like(S) if analog else S
     work = np.zeros(K.work_size(B, list(sizes), chunks), np.float32)
-    steps, sample_steps, delta, mean_delta, status = K.settle(xq, y, S, Q, Wf, WTf, n, soff, woff, wtoff, cfg, per,
+    steps, sample_steps, delta, mean_delta, status = K.settle(xq, y, S, Q, Wf, WTf, n, soff, *layout, cfg, per,
                                                               np.uint64(3), np.uint64(0), work, chunks)
     ref, ref_steps, ref_delta = twins.settle(xq, y, states, weights, dyn_id, loss_id, 40, 0.3, 0.5, 1.0, tol,
                                              per, np.uint64(3))
@@ -121,13 +121,13 @@ def test_settle_stops_early_and_flags_nan(small_net):
     B = x.shape[0]
     states = [np.zeros((B, s), np.float32) for s in sizes[1:]]
     per = periphery(analog=False)
-    n, soff, S, Wf, WTf, woff, wtoff = pack(sizes, weights, states, B)
+    n, soff, S, Wf, WTf, *layout = pack(sizes, weights, states, B)
     work = np.zeros(K.work_size(B, list(sizes), 2), np.float32)
     cfg = np.array([K.DYN_COORDINATE, K.LOSS_MSE, 500, 0.0, 0.5, 1.0, 1e-6])
-    steps, sample_steps, delta, _, status = K.settle(x, y, S, S, Wf, WTf, n, soff, woff, wtoff, cfg, per,
+    steps, sample_steps, delta, _, status = K.settle(x, y, S, S, Wf, WTf, n, soff, *layout, cfg, per,
                                                      np.uint64(1), np.uint64(0), work, 2)
     assert status == K.STATUS_OK and steps < 500 and delta < 1e-6 and sample_steps <= B * steps
     Wf[3] = np.nan
     S[:] = 0
-    *_, status = K.settle(x, y, S, S, Wf, WTf, n, soff, woff, wtoff, cfg, per, np.uint64(1), np.uint64(0), work, 2)
+    *_, status = K.settle(x, y, S, S, Wf, WTf, n, soff, *layout, cfg, per, np.uint64(1), np.uint64(0), work, 2)
     assert status == K.STATUS_NONFINITE

@@ -1,0 +1,147 @@
+"""Hopfield networks on a general connection graph: layers joined by weight blocks, each block optionally
+masked. The layered network (Scellier & Bengio 2017) is the chain; Gammell et al. 2021's small-world
+networks add layer-skipping blocks.
+
+Layers s_0 (input, clamped) and s_1 ... s_L (free states); with the cross-entropy readout (Laborieux 2021)
+one more block joins s_L to the classes, outside the dynamics, and is always the last block. A block
+``Edge(src, dst)`` with ``src < dst`` holds an (n_src + bias, n_dst) matrix; the bias of layer l is the extra
+last row of exactly one block into l (by convention the one from l - 1), driven by the constant ``x_max``
+(see :mod:`crossbar_sim.tiles`). A mask (n_src, n_dst) marks which connections exist: a masked entry is not
+a device at all. The energy is
+
+    E = 1/2 sum_l |s_l|^2 - sum_e s_src^T (M_e * W_e) s_dst - sum_l b_l . s_l .
+
+Exact block-coordinate updates need a colouring of the layer graph in which no block joins two layers of one
+colour (:meth:`Network.colors`): for a chain that is odd/even, but a block that skips one layer joins two
+layers of the same parity.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from networks.activations import Activation
+
+
+@dataclass(frozen=True, eq=False)
+class Edge:
+    """One connection block: ``src`` -> ``dst`` layers, with the bias row of ``dst`` or not, and a mask."""
+
+    src: int
+    dst: int
+    bias: bool = False
+    mask: np.ndarray | None = None  # (n_src, n_dst) bool; None: every connection exists
+
+    def full_mask(self, sizes) -> np.ndarray | None:
+        """The mask of the stored matrix, bias row (never masked) included; None when dense."""
+        if self.mask is None:
+            return None
+        out = np.ones((sizes[self.src] + self.bias, sizes[self.dst]), dtype=bool)
+        out[: sizes[self.src]] = self.mask
+        return out
+
+    @property
+    def adjacent(self) -> bool:
+        return self.dst == self.src + 1
+
+
+@dataclass(frozen=True, eq=False)
+class Network:
+    """Topology and activation.
+
+    Attributes:
+        sizes: units per layer, input first, classes last.
+        activation: the state box.
+        readout: ``state`` (the last layer is a state, MSE loss) or ``softmax`` (cross-entropy readout).
+        edges: the blocks of the dynamics, then, with ``softmax``, the readout block (L -> L + 1) last.
+    """
+
+    sizes: tuple[int, ...]
+    activation: Activation
+    readout: str
+    edges: tuple[Edge, ...]
+
+    def __post_init__(self):
+        problems = self.problems()
+        if problems:
+            raise ValueError(problems[0])
+
+    @property
+    def n_state_layers(self) -> int:
+        """L: the number of free state layers."""
+        return len(self.sizes) - (1 if self.readout == "state" else 2)
+
+    @property
+    def state_edges(self) -> tuple[Edge, ...]:
+        """The blocks inside the dynamics (the readout block excluded)."""
+        return self.edges if self.readout == "state" else self.edges[:-1]
+
+    def problems(self) -> list[str]:
+        L, n = self.n_state_layers, self.sizes
+        out = []
+        for e in self.edges:
+            if not 0 <= e.src < e.dst < len(n):
+                out.append(f"block {e.src}->{e.dst}: layers must satisfy 0 <= src < dst < {len(n)}")
+            elif e.mask is not None and e.mask.shape != (n[e.src], n[e.dst]):
+                out.append(f"block {e.src}->{e.dst}: mask shape {e.mask.shape}, expected {(n[e.src], n[e.dst])}")
+        for l in range(1, len(n)):
+            holders = [e for e in self.edges if e.dst == l and e.bias]
+            if len(holders) != 1:
+                out.append(f"layer {l}: {len(holders)} blocks hold its bias row, expected exactly one")
+        if self.readout == "softmax":
+            last = self.edges[-1]
+            if (last.src, last.dst) != (L, L + 1) or any(e.dst == L + 1 for e in self.edges[:-1]):
+                out.append("the readout block L -> L + 1 must be the last block and the only one into the classes")
+        return out
+
+    def colors(self) -> np.ndarray:
+        """Colour of each layer (index 0, the input, unused): layers of one colour share no block, so updating
+        one colour at a time is exact block-coordinate descent. Greedy in layer order: odd/even for a chain."""
+        L = self.n_state_layers
+        colour = np.zeros(L + 1, dtype=np.int64)
+        neighbours = {l: set() for l in range(1, L + 1)}
+        for e in self.state_edges:
+            if e.src >= 1:
+                neighbours[e.src].add(e.dst)
+                neighbours[e.dst].add(e.src)
+        for l in range(1, L + 1):
+            used = {colour[k] for k in neighbours[l] if k < l}
+            colour[l] = next(c for c in range(L + 1) if c not in used)
+        return colour
+
+    def connections(self, edge: Edge) -> int:
+        return int(edge.mask.sum()) if edge.mask is not None else self.sizes[edge.src] * self.sizes[edge.dst]
+
+    def init_weights(self, rng: np.random.Generator) -> list[np.ndarray]:
+        """Adjacent blocks Glorot-uniform U[-a, a], a = sqrt(6 / (n_src + n_dst)); layer-skipping blocks
+        U[-a_skip, a_skip] with a_skip the mean of the adjacent bounds over every adjacent layer pair (Gammell
+        et al. 2021); zero biases, zero at masked connections. One (n_src + bias, n_dst) array per block."""
+        n = self.sizes
+        a_skip = float(np.mean([np.sqrt(6.0 / (a + b)) for a, b in zip(n[:-1], n[1:])]))
+        weights = []
+        for e in self.edges:
+            a = np.sqrt(6.0 / (n[e.src] + n[e.dst])) if e.adjacent else a_skip
+            W = np.zeros((n[e.src] + e.bias, n[e.dst]))
+            W[: n[e.src]] = rng.uniform(-a, a, size=(n[e.src], n[e.dst]))
+            if e.mask is not None:
+                W[: n[e.src]] *= e.mask
+            weights.append(W)
+        return weights
+
+    def energy(self, x: np.ndarray, states: list[np.ndarray], weights: list[np.ndarray]) -> np.ndarray:
+        """Per-sample energy (float64, shape (B,)) of the states, the input clamped."""
+        x_max = self.activation.bound
+        layers = [np.asarray(x, np.float64)] + [np.asarray(s, np.float64) for s in states]
+        E = 0.5 * sum((s ** 2).sum(1) for s in layers[1:])
+        for e, W in zip(self.state_edges, weights):
+            lower, upper = layers[e.src], layers[e.dst]
+            E = E - ((lower @ W[: self.sizes[e.src]]) * upper).sum(1)
+            if e.bias:
+                E = E - x_max * (upper @ W[-1])
+        return E
+
+
+def chain(sizes) -> tuple[Edge, ...]:
+    """The layered network's blocks: each layer joined to the next, with its bias."""
+    return tuple(Edge(l - 1, l, bias=True) for l in range(1, len(sizes)))
