@@ -46,10 +46,16 @@ class DataConfig:
 
 @dataclass
 class NetworkConfig:
-    kind: str = spec("layered", choices=("layered",))
+    """``layered``: each layer joined to the next. ``small_world`` (Gammell et al. 2021): the layered
+    connections rewired with probability ``p`` into layer-skipping ones (``rewiring: rewire``), or ``p`` times
+    as many layer-skipping connections added (``rewiring: add``); the topology is drawn from the run's seed."""
+
+    kind: str = spec("layered", choices=("layered", "small_world"))
     sizes: list[int] = spec([64, 100, 10], lo=1)
     activation: str = spec("hard_sigmoid", choices=ACTIVATIONS)
     alpha: float | None = spec(None, lo=0.0, lo_open=True)
+    p: float = spec(0.1, lo=0.0, hi=1.0)
+    rewiring: str = spec("rewire", choices=("rewire", "add"))
 
 
 @dataclass
@@ -165,7 +171,8 @@ class Scenario:
                               f"{2 if self.ep.loss == 'mse' else 3} layers, got {sizes}")
         n_mats = len(sizes) - 1
         if isinstance(self.train.lr, list) and len(self.train.lr) != n_mats:
-            raise ConfigError(f"train.lr: expected one rate per weight matrix ({n_mats}), got {len(self.train.lr)}")
+            raise ConfigError(f"train.lr: expected one rate per layer pair ({n_mats}: the matrix into each layer), "
+                              f"got {len(self.train.lr)}")
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)

@@ -19,9 +19,11 @@ from crossbar_sim.ep import EPStep, SimulationError
 from crossbar_sim.tiles import Periphery, Programming
 from device_models.base import DeviceModel
 from networks.activations import make_activation
+from networks.graph import Network
 from networks.layered import LayeredNetwork
+from networks.small_world import small_world
 
-STREAMS = ("init", "order", "device", "ep", "write")
+STREAMS = ("init", "order", "device", "ep", "write", "topology")  # append only: each keeps its numbers
 
 
 def streams(seed: int) -> dict[str, np.random.Generator]:
@@ -30,10 +32,22 @@ def streams(seed: int) -> dict[str, np.random.Generator]:
     return {name: np.random.default_rng(child) for name, child in zip(STREAMS, children)}
 
 
-def build_network(scenario: Scenario) -> LayeredNetwork:
+def build_network(scenario: Scenario, rng: np.random.Generator) -> Network:
+    """The scenario's network; a small-world topology is drawn from ``rng`` (the run's topology stream)."""
     net = scenario.network
     readout = "state" if scenario.ep.loss == "mse" else "softmax"
-    return LayeredNetwork(tuple(net.sizes), make_activation(net.activation, net.alpha), readout)
+    activation = make_activation(net.activation, net.alpha)
+    if net.kind == "small_world":
+        return small_world(tuple(net.sizes), activation, readout, net.p, rng, net.rewiring)
+    return LayeredNetwork(tuple(net.sizes), activation, readout)
+
+
+def block_rates(network: Network, lr) -> list[float]:
+    """One learning rate per block: a single rate for all, or one per layer pair (the block into each layer),
+    a layer-skipping block taking the rate of the adjacent block into the same layer."""
+    if not isinstance(lr, list):
+        return [lr] * len(network.edges)
+    return [lr[e.dst - 1] for e in network.edges]
 
 
 def one_hot(y: np.ndarray, k: int) -> np.ndarray:
@@ -83,7 +97,7 @@ class Trainer:
         self.label = label
         self.progress = progress
         self.rng = streams(scenario.seed)
-        self.network = build_network(scenario)
+        self.network = build_network(scenario, self.rng["topology"])
         if self.network.sizes[0] != dataset.n_features or self.network.sizes[-1] != dataset.n_classes:
             raise ConfigError(f"network.sizes: {dataset.name} needs {dataset.n_features} inputs and "
                               f"{dataset.n_classes} outputs, got {list(self.network.sizes)}")
@@ -95,8 +109,7 @@ class Trainer:
         self.engine = Engine(self.network, weights0, model, periphery, hw.update.rounding, self.rng["device"],
                              Programming(pr.method, pr.tolerance, pr.max_iterations), hw.update.bl)
         self.step = EPStep(self.engine, scenario.ep)
-        lr = scenario.train.lr
-        self.lrs = list(lr) if isinstance(lr, list) else [lr] * len(self.engine.arrays)
+        self.lrs = block_rates(self.network, scenario.train.lr)
         self.counters = Counters()
         n_train = len(dataset.x_train)
         self.particles = (np.zeros((n_train, self.engine.state_size()), dtype=np.float32)

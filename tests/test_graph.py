@@ -1,0 +1,184 @@
+"""Networks on a general connection graph: small-world rewiring, colouring, the settle kernel against its
+twin on skip connections and masks, energy descent of the colour updates, and EP against BPTT."""
+import numpy as np
+import pytest
+
+from crossbar_sim import kernels as K
+from crossbar_sim import twins
+from crossbar_sim.config import EPConfig, load_scenario
+from crossbar_sim.engine import Engine
+from crossbar_sim.ep import EPStep
+from crossbar_sim.run import dataset_for
+from crossbar_sim.tiles import Periphery
+from crossbar_sim.trainer import Trainer, block_rates
+from device_models.ideal import Ideal
+from networks.activations import make_activation
+from networks.graph import Edge, Network
+from networks.small_world import log_spread, rewire, small_world
+from tests.helpers.flat import pack, unpack
+from tests.helpers.periphery import periphery
+
+HS = make_activation("hard_sigmoid")
+SIZES = (30, 20, 20, 20, 20, 10)
+
+
+def _count(masks):
+    return sum(int(m.sum()) for m in masks.values())
+
+
+@pytest.mark.parametrize("p", [0.0, 0.05, 0.4, 0.727, 1.0])
+def test_rewiring_conserves_the_number_of_connections(p):
+    masks = rewire(SIZES, p, np.random.default_rng(1))
+    layered = sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:]))
+    assert _count(masks) == layered
+    adjacent = sum(int(masks[(l, l + 1)].sum()) for l in range(len(SIZES) - 1))
+    if p == 0.0:
+        assert set(masks) == {(l, l + 1) for l in range(len(SIZES) - 1)} and adjacent == layered
+    else:  # each connection is rewired with probability p, and a removed one may be drawn back
+        assert 0.5 * p < (layered - adjacent) / layered <= p + 0.03
+
+
+def test_rewiring_never_joins_a_layer_to_itself_or_to_its_neighbour_twice():
+    masks = rewire(SIZES, 0.5, np.random.default_rng(2))
+    for (a, b), m in masks.items():
+        assert a < b and m.shape == (SIZES[a], SIZES[b]) and m.dtype == bool
+    assert any(b - a >= 2 and m.any() for (a, b), m in masks.items())
+
+
+def test_adding_keeps_the_layered_connections():
+    masks = rewire(SIZES, 0.1, np.random.default_rng(3), mode="add")
+    layered = sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:]))
+    assert all(masks[(l, l + 1)].all() for l in range(len(SIZES) - 1))
+    assert _count(masks) == layered + round(0.1 * layered)
+
+
+def test_rewiring_is_reproducible_from_the_seed():
+    a = rewire(SIZES, 0.2, np.random.default_rng(5))
+    b = rewire(SIZES, 0.2, np.random.default_rng(5))
+    c = rewire(SIZES, 0.2, np.random.default_rng(6))
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    assert any(k not in c or (a[k] != c[k]).any() for k in a)
+
+
+def test_log_spread_matches_a_hand_computation():
+    # RMS corrections 1, 10, 100 per layer: log10 = 0, 1, 2, whose (population) std is sqrt(2/3).
+    assert log_spread([1.0, 10.0, 100.0]) == pytest.approx(np.sqrt(2 / 3))
+    assert log_spread([3.0, 3.0]) == 0.0
+
+
+def test_colouring_separates_every_block():
+    net = small_world(SIZES, HS, "state", 0.3, np.random.default_rng(0))
+    colour = net.colors()
+    for e in net.state_edges:
+        if e.src >= 1:
+            assert colour[e.src] != colour[e.dst]
+    chain = Network(SIZES, HS, "state", tuple(Edge(l - 1, l, True) for l in range(1, 6)))
+    assert list(chain.colors()[1:]) == [0, 1, 0, 1, 0]
+
+
+def _graph(readout="state", seed=0):
+    """A 12-9-8-7-6 network (5 classes with the readout) with skip blocks and masks, weights in range."""
+    sizes = (12, 9, 8, 7, 6) if readout == "state" else (12, 9, 8, 7, 6, 5)
+    net = small_world(sizes, HS, readout, 0.35, np.random.default_rng(seed))
+    g = np.random.default_rng(seed + 10)
+    weights = net.init_weights(g)
+    for W, e in zip(weights, net.edges):
+        W[: sizes[e.src]] *= 1.5
+        if e.bias:
+            W[-1] = g.uniform(0.0, 0.3, W.shape[1])
+    return net, weights
+
+
+CASES = [(dyn, loss) for dyn in ("euler", "fixed_point", "coordinate") for loss in ("mse", "cross_entropy")]
+
+
+@pytest.mark.parametrize("analog", [False, True], ids=["exact", "analog"])
+@pytest.mark.parametrize("dyn,loss", CASES, ids=[f"{d}-{l}" for d, l in CASES])
+def test_settle_on_a_skip_graph_matches_twin(dyn, loss, analog):
+    net, weights = _graph("state" if loss == "mse" else "softmax")
+    assert any(not e.adjacent for e in net.edges) and any(e.mask is not None for e in net.edges)
+    sizes, L, B = net.sizes, net.n_state_layers, 6
+    g = np.random.default_rng(1)
+    x = g.random((B, sizes[0])).astype(np.float32)
+    y = np.eye(sizes[-1], dtype=np.float32)[np.arange(B) % sizes[-1]]
+    masked = [W * (1 if e.full_mask(sizes) is None else e.full_mask(sizes)) for W, e in zip(weights, net.edges)]
+    states = [g.random((B, sizes[l])).astype(np.float32) * 0.5 for l in range(1, L + 1)]
+    edges = [(e.src, e.dst, int(e.bias)) for e in net.edges]
+    per = periphery(analog=analog, adc_bits=12, dac_bits=10, read_sigma=0.01, rows=5, cols=4)
+    n, soff, S, Wf, WTf, *layout = pack(sizes, masked, states, B, edges, net.colors(), readout=loss != "mse")
+    dyn_id, loss_id = K.DYNAMICS[dyn], K.LOSSES[loss]
+    tol = 1e-7 if analog else 1e-3
+    cfg = np.array([dyn_id, loss_id, 40, 0.3, 0.5, 1.0, tol])
+    xq = twins.dac(x, per[K.PER_DAC_STEPS], 0, 1) if analog else x
+    Q = np.empty_like(S) if analog else S
+    work = np.zeros(K.work_size(B, list(sizes), 2), np.float32)
+    steps, *_, status = K.settle(xq, y, S, Q, Wf, WTf, n, soff, *layout, cfg, per, np.uint64(3), np.uint64(0), work, 2)
+    ref, ref_steps, _ = twins.settle(xq, y, states, masked, dyn_id, loss_id, 40, 0.3, 0.5, 1.0, tol, per,
+                                     np.uint64(3), edges, list(net.colors()))
+    assert status == K.STATUS_OK and steps == ref_steps
+    for a, b in zip(unpack(S, sizes, L, B), ref):
+        diff = np.abs(a - b)
+        assert diff.max() < (1e-4 if not analog else 0.02), diff.max()
+        assert np.mean(diff > 1e-4) < (1e-9 if not analog else 0.05)
+
+
+def test_colour_updates_never_increase_the_energy_of_a_skip_graph():
+    net, weights = _graph()
+    engine = Engine(net, weights, Ideal(), Periphery(), "round", np.random.default_rng(0))
+    B = 8
+    x = np.random.default_rng(4).random((B, net.sizes[0])).astype(np.float32)
+    y = np.zeros((B, net.sizes[-1]), np.float32)
+    S = np.zeros(B * engine.state_size(), np.float32)
+    energies = []
+    for _ in range(30):
+        engine.settle(x, y, S, 0.0, 1, "coordinate", 0.0, 0.5)
+        energies.append(net.energy(x, engine.layers(S, B), engine.weights()))
+    steps = np.diff(np.array(energies), axis=0)
+    assert steps.max() <= 1e-5 and energies[-1].mean() < energies[0].mean()
+
+
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+def test_centered_ep_on_a_skip_graph_matches_bptt(loss):
+    pytest.importorskip("torch")
+    from tests.helpers.bptt import bptt_gradient
+
+    net, weights = _graph("state" if loss == "mse" else "softmax", seed=2)
+    g = np.random.default_rng(3)
+    x = g.random((40, net.sizes[0])).astype(np.float32)
+    y = np.eye(net.sizes[-1], dtype=np.float32)[g.integers(0, net.sizes[-1], 40)]
+    engine = Engine(net, weights, Ideal(), Periphery(), "round", np.random.default_rng(0))
+    ep = EPConfig(estimator="centered", beta=0.01, dynamics="coordinate", free_steps=400, nudge_steps=400, tol=0.0)
+    est, _ = EPStep(engine, ep).estimate(x, y, np.zeros(40 * engine.state_size(), np.float32), np.random.default_rng(0))
+    masks = [e.full_mask(net.sizes) for e in net.edges]
+    est = np.concatenate([(d if m is None else d * m).ravel() for d, m in zip(est, masks)])
+    ref = np.concatenate([r.ravel() for r in bptt_gradient(
+        x, y, weights, net.n_state_layers, loss, 400, edges=[(e.src, e.dst, int(e.bias)) for e in net.edges],
+        colors=list(net.colors()), masks=masks)])
+    assert est @ ref / np.linalg.norm(est) / np.linalg.norm(ref) >= 0.99
+
+
+def test_masked_connections_are_no_devices_on_a_crossbar():
+    sc = load_scenario(raw={"data": {"name": "digits", "train_limit": 64}, "train": {"epochs": 1},
+                            "network": {"kind": "small_world", "sizes": [64, 20, 20, 10], "p": 0.3},
+                            "hardware": {"device": {"model": "soft_bounds", "bits": 4, "d2d": 0.1}}})
+    tr = Trainer(sc, dataset_for(sc), sc.hardware.device.build(), progress=False)
+    tr.fit()
+    for array, e in zip(tr.engine.arrays, tr.network.edges):
+        mask = e.full_mask(tr.network.sizes)
+        if mask is None:
+            continue
+        absent = np.concatenate([~mask.ravel(), ~mask.ravel()])
+        assert (array.G[absent] == 0).all() and (array.pulses[absent] == 0).all()
+        assert (array.W_view[~mask] == 0).all()
+    assert tr.engine.pulses > 0
+    # the same seed draws the same topology
+    again = Trainer(sc, dataset_for(sc), sc.hardware.device.build(), progress=False)
+    assert all(((a.mask is None and b.mask is None) or (a.mask == b.mask).all())
+               for a, b in zip(tr.network.edges, again.network.edges))
+
+
+def test_per_layer_rates_reach_the_skip_blocks_into_the_same_layer():
+    net, _ = _graph()
+    rates = block_rates(net, [0.1, 0.2, 0.3, 0.4])
+    assert [r for r, e in zip(rates, net.edges) if e.adjacent] == [0.1, 0.2, 0.3, 0.4]
+    assert all(r == [0.1, 0.2, 0.3, 0.4][e.dst - 1] for r, e in zip(rates, net.edges))
