@@ -8,6 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 
@@ -77,3 +78,85 @@ def plot_accuracy(out: Path, runs: dict[str, list[dict]], title: str) -> None:
     fig.savefig(tmp)
     plt.close(fig)
     os.replace(tmp, out / "accuracy.png")
+
+
+def _save_png(fig, path: Path) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp)
+    os.replace(tmp, path)
+
+
+def plot_learning(out: Path, diagnostics: dict[str, dict]) -> None:
+    """``learning.png``: per-layer RMS weight correction per epoch (log scale) with the log-spread, and, for
+    crossbar runs, the share of each layer's intended update lost to rounding, bounds and absent devices."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lost = {name: d for name, d in diagnostics.items() if any("lost_fraction" in e for e in d["epochs"])}
+    fig, axes = plt.subplots(1, 2 if lost else 1, figsize=(11 if lost else 6, 4), dpi=110, squeeze=False)
+    ax = axes[0, 0]
+    styles = {"crossbar": "-", "ideal": "--"}
+    for name, d in diagnostics.items():
+        epochs = range(1, len(d["epochs"]) + 1)
+        rms = np.array([e["rms"] for e in d["epochs"]])
+        for i, layer in enumerate(d["layers"]):
+            ax.plot(epochs, rms[:, i], styles.get(name, "-"), color=f"C{i % 10}",
+                    label=f"{layer}" if name == next(iter(diagnostics)) else None)
+        spread = d["epochs"][-1]["log_spread"]
+        ax.plot([], [], styles.get(name, "-"), color="k", label=f"{name}: log-spread {spread:.2f}")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("RMS weight correction per connection")
+    ax.set_title("learning speed per layer (without the learning rate)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    if lost:
+        ax = axes[0, 1]
+        for name, d in lost.items():
+            frac = np.array([e.get("lost_fraction", [np.nan] * len(d["layers"])) for e in d["epochs"]])
+            for i, layer in enumerate(d["layers"]):
+                ax.plot(range(1, len(frac) + 1), frac[:, i], "-o", ms=3, color=f"C{i % 10}", label=layer)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("share of the intended update lost")
+        ax.set_title("crossbar: lost to rounding, bounds, absent or stuck devices", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save_png(fig, out / "learning.png")
+    plt.close(fig)
+
+
+def plot_corrections(out: Path, sizes, edges, mean_abs: list[np.ndarray], title: str) -> None:
+    """``corrections.png``: the mean absolute weight correction of every connection as one neuron-by-neuron
+    image, blocks placed by layer (Gammell et al. 2021, Figure 5); white where there is no connection."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    start = np.concatenate([[0], np.cumsum(sizes)])
+    image = np.full((start[-1], start[-1]), np.nan)
+    for e, a in zip(edges, mean_abs):
+        block = a[: sizes[e.src]].astype(float)
+        if e.mask is not None:
+            block = np.where(e.mask, block, np.nan)
+        image[start[e.src]: start[e.src + 1], start[e.dst]: start[e.dst + 1]] = block
+    positive = image[np.isfinite(image) & (image > 0)]
+    fig, ax = plt.subplots(figsize=(6.5, 5.5), dpi=120)
+    if positive.size:
+        im = ax.imshow(np.where(image > 0, image, np.nan), cmap="viridis", interpolation="nearest",
+                       norm=LogNorm(vmin=np.percentile(positive, 1), vmax=positive.max()))
+        fig.colorbar(im, ax=ax, label="mean |weight correction| per batch")
+    for s in start[1:-1]:
+        ax.axhline(s - 0.5, color="0.6", lw=0.4)
+        ax.axvline(s - 0.5, color="0.6", lw=0.4)
+    ax.set_xlabel("post-synaptic neuron (layers in order)")
+    ax.set_ylabel("pre-synaptic neuron")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    _save_png(fig, out / "corrections.png")
+    plt.close(fig)

@@ -27,6 +27,7 @@ def _summary(trainer: Trainer) -> dict:
         "max_device_pulses": trainer.engine.max_device_pulses,
         "operations": {"train": costs.op_counts(c.train_ops), "eval": costs.op_counts(c.eval_ops)},
         "programming": trainer.engine.programming(),
+        "diagnostics": trainer.diag.summary(),
     }
     energy = trainer.scenario.hardware.energy
     if energy.enabled:
@@ -94,6 +95,9 @@ def run_scenario(scenario: Scenario, out: str | Path, progress: bool = True, ech
                 summary["test_accuracy_after_delay"] = trainer.evaluate(dataset.x_test, dataset.y_test)
             echo(f"{name:8s} test accuracy {delay:g} s after training: {summary['test_accuracy_after_delay']:.4f}")
         done[name] = {**summary, "history": trainer.counters.history}
+        if name == "crossbar":
+            report.plot_corrections(out, trainer.network.sizes, trainer.network.edges,
+                                    trainer.diag.mean_abs_corrections(), f"{scenario.name}: {model.name}, mean |dW|")
         checkpoint.save(out, {"scenario": scenario.to_dict(), "done": done, "current": None, "trainer": None})
     metrics = {"name": scenario.name, "seed": scenario.seed, "device": model.name, **done["crossbar"]}
     if "ideal" in done:
@@ -101,6 +105,7 @@ def run_scenario(scenario: Scenario, out: str | Path, progress: bool = True, ech
     runs = {name: done[name]["history"] for name, _ in plan}
     report.write_history(out, runs)
     report.plot_accuracy(out, runs, f"{scenario.name}: {model.name}")
+    report.plot_learning(out, {name: done[name]["diagnostics"] for name, _ in plan})
     report.write_metrics(out, metrics)
     return metrics
 

@@ -14,6 +14,7 @@ from crossbar_sim import blas
 from crossbar_sim.config import ConfigError, Scenario
 from crossbar_sim.costs import energy_j
 from crossbar_sim.data import Dataset
+from crossbar_sim.diagnostics import Diagnostics
 from crossbar_sim.engine import OPS, Engine
 from crossbar_sim.ep import EPStep, SimulationError
 from crossbar_sim.tiles import Periphery, Programming
@@ -110,6 +111,7 @@ class Trainer:
                              Programming(pr.method, pr.tolerance, pr.max_iterations), hw.update.bl)
         self.step = EPStep(self.engine, scenario.ep)
         self.lrs = block_rates(self.network, scenario.train.lr)
+        self.diag = Diagnostics(self.network, [a.W_view.shape for a in self.engine.arrays])
         self.counters = Counters()
         n_train = len(dataset.x_train)
         self.particles = (np.zeros((n_train, self.engine.state_size()), dtype=np.float32)
@@ -130,6 +132,7 @@ class Trainer:
             "counters": {**c.__dict__, "train_ops": c.train_ops.copy(), "eval_ops": c.eval_ops.copy(),
                          "history": [dict(r) for r in c.history]},
             "particles": None if self.particles is None else self.particles.copy(),
+            "diagnostics": self.diag.state(),
             "wall_seconds": self.wall_seconds(),
         }
 
@@ -141,6 +144,7 @@ class Trainer:
         self.counters = Counters(**state["counters"])
         if self.particles is not None:
             self.particles[:] = state["particles"]
+        self.diag.load_state(state["diagnostics"])
         self._wall_offset = state["wall_seconds"]
         self._t0 = time.perf_counter()
 
@@ -163,6 +167,7 @@ class Trainer:
                 S0 = np.zeros(len(idx) * self.engine.state_size(), dtype=np.float32)
             self.engine.advance(self.engine.now + sc.hardware.time.batch_seconds)
             est, res = self.step.estimate(x, y, S0, self.rng["ep"], where=f"epoch {epoch}, batch {b + 1}")
+            self.diag.record(est)
             self._write(x, est, res)
             if not np.isfinite(self.engine.Wf).all():
                 raise SimulationError(f"epoch {epoch}, batch {b + 1}: the update made a weight NaN or inf; "
@@ -183,6 +188,8 @@ class Trainer:
         trains = self.scenario.hardware.update.mode == "pulse_trains"
         inner = len(self.engine.network.state_edges)
         for k, (array, g, lr) in enumerate(zip(self.engine.arrays, est, self.lrs)):
+            watched = not self.engine.model.ideal and k in self.diag.blocks
+            before = array.weights() if watched else None
             if trains and k < inner:
                 e = self.engine.edges[k]
                 events = []
@@ -194,6 +201,8 @@ class Trainer:
                 array.apply_trains(events, lr, self.rng["write"])
             else:  # counted pulses (the cross-entropy readout always: its gradient is no phase difference)
                 array.apply(lr * g, self.rng["write"])
+            if watched:
+                self.diag.record_write(k, lr * g, array.weights() - before)
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> float:
         """Accuracy of the free equilibrium's prediction on (x, y)."""
@@ -231,6 +240,7 @@ class Trainer:
                 "mvm": int(c.train_ops[0]),
                 "seconds": self.wall_seconds(),
             }
+            row["log_spread"] = self.diag.end_epoch()["log_spread"]
             if energy.enabled:
                 total = energy_j(energy, c.train_ops, self.engine.pulses)["total"]
                 row["energy_j"] = total - c.train_energy_j

@@ -128,8 +128,8 @@ def test_checkpoint_files_are_replaced_atomically(tmp_path):
     out = tmp_path / "r"
     assert main(["run", str(QUICKSTART), "--out", str(out), "--quiet", "--set", "train.epochs=2",
                  "--set", "data.train_limit=100"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["accuracy.png", "checkpoint.pkl", "config.yaml",
-                                                     "history.csv", "metrics.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["accuracy.png", "checkpoint.pkl", "config.yaml", "corrections.png",
+                                                     "history.csv", "learning.png", "metrics.json"]
     state = pickle.loads((out / "checkpoint.pkl").read_bytes())
     assert set(state["done"]) == {"crossbar", "ideal"} and state["current"] is None
     assert oct(os.stat(out / "metrics.json").st_mode & 0o077) != oct(0)  # not mkstemp's private mode

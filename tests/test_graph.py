@@ -182,3 +182,22 @@ def test_per_layer_rates_reach_the_skip_blocks_into_the_same_layer():
     rates = block_rates(net, [0.1, 0.2, 0.3, 0.4])
     assert [r for r, e in zip(rates, net.edges) if e.adjacent] == [0.1, 0.2, 0.3, 0.4]
     assert all(r == [0.1, 0.2, 0.3, 0.4][e.dst - 1] for r, e in zip(rates, net.edges))
+
+
+@pytest.mark.parametrize("rounding", ["round", "stochastic"])
+def test_lost_update_share_tells_rounding_apart(rounding):
+    """Deterministic rounding onto 3-bit devices drops nearly every EP correction; stochastic rounding delivers
+    them in expectation."""
+    sc = load_scenario(raw={"data": {"name": "digits", "train_limit": 320}, "train": {"epochs": 1},
+                            "network": {"sizes": [64, 20, 10]},
+                            "hardware": {"device": {"model": "linear_step", "bits": 3},
+                                         "tile": {"dac_bits": 0, "adc_bits": 0, "w_max": 0.5},
+                                         "update": {"rounding": rounding}}})
+    tr = Trainer(sc, dataset_for(sc), sc.hardware.device.build(), progress=False)
+    tr.fit()
+    lost = tr.diag.epochs[-1]["lost_fraction"]
+    assert len(lost) == 2 and len(tr.diag.epochs[-1]["rms"]) == 2
+    if rounding == "round":
+        assert min(lost) > 0.9
+    else:
+        assert max(abs(v) for v in lost) < 0.25
