@@ -221,7 +221,9 @@ def _update(s, pre, y, nudge_out, dyn, beta, eps, hi, frozen, rowmax, rowsum, db
     a = np.float32(1.0 - eps)
     e = np.float32(eps)
     eb = np.float32(eps * beta)
-    inv = np.float32(1.0 / (1.0 + beta))
+    curv = 1.0 + beta  # curvature of the nudged output block's energy
+    inv = np.float32(1.0 / curv if curv > 0.0 else 0.0)
+    half_c = np.float32(0.5 * curv * hi)
     bb = np.float32(beta)
     top = np.float32(hi)
     zero = np.float32(0.0)
@@ -245,10 +247,19 @@ def _update(s, pre, y, nudge_out, dyn, beta, eps, hi, frozen, rowmax, rowsum, db
                 dbuf[j] = abs(v - old)
                 dsum += dbuf[j]
                 row[j] = v
-        elif nudge_out:
+        elif nudge_out and curv > 0.0:
             for j in range(m):
                 old = row[j]
                 v = min(max((prow[j] + bb * yrow[j]) * inv, zero), top)  # exact minimiser of the nudged block
+                dbuf[j] = abs(v - old)
+                dsum += dbuf[j]
+                row[j] = v
+        elif nudge_out:
+            # beta <= -1: the block energy 1/2 (1 + beta) s^2 - (pre + beta y) s is linear or concave, so its
+            # minimum over [0, hi] is an end: hi where that end's energy is below 0 (the energy at 0).
+            for j in range(m):
+                old = row[j]
+                v = top if half_c * top - (prow[j] + bb * yrow[j]) * top < zero else zero
                 dbuf[j] = abs(v - old)
                 dsum += dbuf[j]
                 row[j] = v

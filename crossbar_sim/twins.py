@@ -106,7 +106,12 @@ def settle(x, y, states, weights, dynamics, loss, T, beta, eps, hi, tol, per, ke
         if dynamics == K.DYN_EULER:
             v = old - eps * (old - pre) - (eps * beta * (old - y) if nudge else 0.0)
         else:
-            v = (pre + beta * y) / (1 + beta) if nudge else pre
+            if nudge and 1 + beta > 0:
+                v = (pre + beta * y) / (1 + beta)
+            elif nudge:  # linear or concave block energy: the better end of [0, hi]
+                v = np.where(0.5 * (1 + beta) * hi * hi - (pre + beta * y) * hi < 0, hi, 0.0)
+            else:
+                v = pre
         v = np.where(active[:, None], np.clip(v, 0.0, hi), old).astype(np.float32)
         s[l - 1] = v
         q[l - 1] = dq(v)

@@ -131,3 +131,26 @@ def test_settle_stops_early_and_flags_nan(small_net):
     S[:] = 0
     *_, status = K.settle(x, y, S, S, Wf, WTf, n, soff, *layout, cfg, per, np.uint64(1), np.uint64(0), work, 2)
     assert status == K.STATUS_NONFINITE
+
+
+@pytest.mark.parametrize("beta", [-0.5, -1.0, -1.5])
+@pytest.mark.parametrize("dyn", ["fixed_point", "coordinate"])
+def test_negative_nudge_at_and_beyond_minus_one_matches_twin(small_net, dyn, beta):
+    """Centered EP with beta >= 1 nudges at -beta: the output block's energy is then linear or concave and its
+    exact minimum over the box is an end; kernel and twin agree, and no division by 1 + beta happens."""
+    sizes, weights, x, y = small_net
+    B, L = x.shape[0], len(sizes) - 1
+    states = [np.full((B, sizes[l]), 0.5, np.float32) for l in range(1, L + 1)]
+    per = periphery(analog=False)
+    n, soff, S, Wf, WTf, *layout = pack(sizes, weights, states, B)
+    cfg = np.array([K.DYNAMICS[dyn], K.LOSS_MSE, 15, beta, 0.5, 1.0, 0.0])
+    work = np.zeros(K.work_size(B, list(sizes), 2), np.float32)
+    *_, status = K.settle(x, y, S, S, Wf, WTf, n, soff, *layout, cfg, per, np.uint64(3), np.uint64(0), work, 2)
+    ref, _, _ = twins.settle(x, y, states, weights, K.DYNAMICS[dyn], K.LOSS_MSE, 15, beta, 0.5, 1.0, 0.0, per,
+                             np.uint64(3))
+    assert status == K.STATUS_OK
+    for a, b in zip(unpack(S, sizes, L, B), ref):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+    out = unpack(S, sizes, L, B)[-1]
+    if beta <= -1.0:
+        assert np.isin(out, [0.0, 1.0]).all()  # the minimum of a linear or concave block is an end
