@@ -1,4 +1,4 @@
-"""Datasets for the simulator: sklearn digits, MNIST and Fashion-MNIST.
+"""Datasets for the simulator: scikit-learn's digits and wine, MNIST and Fashion-MNIST.
 
 MNIST-style sets are read from the standard IDX ``.gz`` files, checked against
 published md5 sums of the *decompressed* bytes, and cached as a ``.npz`` next to
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-DATASETS = ("digits", "mnist", "fashion-mnist")
+DATASETS = ("digits", "wine", "mnist", "fashion-mnist")
 
 IDX_FILES = (
     "train-images-idx3-ubyte.gz",
@@ -136,26 +136,43 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None, test_f
     key = str(name).strip().lower().replace("_", "-")
     if key == "digits":
         return _load_digits(test_fraction, seed)
+    if key == "wine":
+        return _load_wine(test_fraction, seed)
     if key in RAW_MD5:
         return _load_idx_set(key, _resolve_dir(data_dir) / key, download)
     raise DataError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
 
 
-def _load_digits(test_fraction: float, seed: int) -> Dataset:
-    from sklearn.datasets import load_digits
+def _split(name: str, x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int) -> Dataset:
+    """A stratified, seeded train/test split of a bundled scikit-learn set."""
     from sklearn.model_selection import train_test_split
 
     if not 0.0 < test_fraction < 1.0:
-        raise DataError(f"digits: test_fraction must be between 0 and 1, got {test_fraction}")
-    bunch = load_digits()
-    x = (bunch.data / 16.0).astype(np.float32)
-    y = bunch.target.astype(np.int64)
+        raise DataError(f"{name}: test_fraction must be between 0 and 1, got {test_fraction}")
     try:
         x_tr, x_te, y_tr, y_te = train_test_split(
             x, y, test_size=test_fraction, stratify=y, random_state=seed)
     except ValueError as exc:  # e.g. a test set too small to hold every class
-        raise DataError(f"digits: cannot split with test_fraction={test_fraction}: {exc}") from None
-    return Dataset("digits", x_tr, y_tr, x_te, y_te, int(len(np.unique(y))))
+        raise DataError(f"{name}: cannot split with test_fraction={test_fraction}: {exc}") from None
+    return Dataset(name, x_tr, y_tr, x_te, y_te, int(len(np.unique(y))))
+
+
+def _load_digits(test_fraction: float, seed: int) -> Dataset:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return _split("digits", (bunch.data / 16.0).astype(np.float32), bunch.target.astype(np.int64), test_fraction, seed)
+
+
+def _load_wine(test_fraction: float, seed: int) -> Dataset:
+    """UCI wine (178 samples, 13 features, 3 cultivars), each feature scaled to [0, 1] by its range over the
+    whole set (the inputs are clamped states in [0, 1])."""
+    from sklearn.datasets import load_wine
+
+    bunch = load_wine()
+    x = bunch.data
+    x = ((x - x.min(0)) / (x.max(0) - x.min(0))).astype(np.float32)
+    return _split("wine", x, bunch.target.astype(np.int64), test_fraction, seed)
 
 
 def _load_idx_set(name: str, folder: Path, download: bool) -> Dataset:

@@ -119,6 +119,17 @@ def test_digits_split_is_stratified():
     assert abs(len(ds.y_test) / 1797 - 0.3) < 0.01
 
 
+def test_wine_is_scaled_to_the_unit_box_and_split_by_seed():
+    ds = load_dataset("wine", test_fraction=0.25, seed=2)
+    assert ds.n_features == 13 and ds.n_classes == 3 and len(ds.x_train) + len(ds.x_test) == 178
+    both = np.concatenate([ds.x_train, ds.x_test])
+    assert both.dtype == np.float32 and both.min() == 0.0 and both.max() == 1.0
+    np.testing.assert_array_equal(both.min(0), 0.0)  # every feature spans [0, 1]
+    np.testing.assert_array_equal(both.max(0), 1.0)
+    again = load_dataset("wine", test_fraction=0.25, seed=2)
+    np.testing.assert_array_equal(ds.x_test, again.x_test)
+
+
 @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1.5])
 def test_digits_bad_fraction(fraction):
     with pytest.raises(DataError, match="test_fraction"):
@@ -134,7 +145,7 @@ def test_unknown_name_lists_known():
 
 def test_name_normalisation():
     assert load_dataset(" Digits ").name == "digits"
-    assert data.DATASETS == ("digits", "mnist", "fashion-mnist")
+    assert data.DATASETS == ("digits", "wine", "mnist", "fashion-mnist")
 
 
 # ---------------------------------------------------------------- data_dir
