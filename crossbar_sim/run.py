@@ -19,6 +19,7 @@ def _summary(trainer: Trainer) -> dict:
     out = {
         "test_accuracy": last["test_accuracy"],
         "train_accuracy": last["train_accuracy"],
+        "log_spread": last["log_spread"],
         "wall_seconds": trainer.wall_seconds(),
         "settle_steps": {"total": c.steps, "phases": c.phases,
                          "mean_free": c.free_steps / max(c.free_phases, 1)},
