@@ -254,9 +254,15 @@ class _Processes:
                                            initializer=_init_worker)
         return self.pool
 
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+    def close(self, abort: bool = False) -> None:
+        """Wait for the running points, or, on ``abort`` (Ctrl-C), kill the workers at once: every point
+        keeps its last epoch checkpoint, so nothing is lost."""
+        if self.pool is None:
+            return
+        if abort:
+            for proc in list(getattr(self.pool, "_processes", {}).values()):
+                proc.kill()
+        self.pool.shutdown(wait=not abort, cancel_futures=True)
 
 
 class _Dask:
@@ -288,10 +294,10 @@ class _Dask:
     def workers(self) -> int:
         return max(1, len(self.client.scheduler_info().get("workers", {})))
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         self.client.close()
         if self.cluster is not None:
-            self.cluster.close()
+            self.cluster.close()  # stops the local workers, running points included
         shutil.rmtree(self.scratch, ignore_errors=True)
 
 
@@ -368,6 +374,11 @@ def run_sweep(sweep: Sweep, workers: int | None = None, scheduler: str | None = 
                   dynamic_ncols=True) as bar:
             _execute(sweep, todo, backend, threads, status, bar)
         sweep_report.write_report(out)
+    except KeyboardInterrupt:
+        if backend is not None:
+            backend.close(abort=True)
+            backend = None
+        raise
     finally:
         if backend is not None:
             backend.close()
