@@ -189,7 +189,7 @@ class Trainer:
         inner = len(self.engine.network.state_edges)
         for k, (array, g, lr) in enumerate(zip(self.engine.arrays, est, self.lrs)):
             watched = not self.engine.model.ideal and k in self.diag.blocks
-            before = array.weights() if watched else None
+            before = array.W_view.copy() if watched else None  # the read-out, float32: a copy, no recomputation
             if trains and k < inner:
                 e = self.engine.edges[k]
                 events = []
@@ -202,7 +202,7 @@ class Trainer:
             else:  # counted pulses (the cross-entropy readout always: its gradient is no phase difference)
                 array.apply(lr * g, self.rng["write"])
             if watched:
-                self.diag.record_write(k, lr * g, array.weights() - before)
+                self.diag.record_write(k, lr * g, array.W_view - before)
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> float:
         """Accuracy of the free equilibrium's prediction on (x, y)."""
