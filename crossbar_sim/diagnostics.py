@@ -79,7 +79,9 @@ class Diagnostics:
         rms = self.r_sum / max(self.batches, 1)
         row = {"rms": rms.tolist(), "log_spread": log_spread(rms) if (rms > 0).all() else float("nan")}
         if self.lost_den.any():
-            row["lost_fraction"] = (self.lost_num / np.maximum(self.lost_den, 1e-300)).tolist()
+            # A layer with nothing to write (a zero estimate) has no share: NaN, not 0.
+            row["lost_fraction"] = np.where(self.lost_den > 0, self.lost_num / np.maximum(self.lost_den, 1e-300),
+                                            np.nan).tolist()
         self.epochs.append(row)
         self._reset_epoch()
         return row
