@@ -74,13 +74,12 @@ def plot_accuracy(out: Path, runs: dict[str, list[dict]], title: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    tmp = out / ".accuracy.tmp.png"
-    fig.savefig(tmp)
+    save_png(fig, out / "accuracy.png")
     plt.close(fig)
-    os.replace(tmp, out / "accuracy.png")
 
 
-def _save_png(fig, path: Path) -> None:
+def save_png(fig, path: Path) -> None:
+    """Save a figure atomically (temporary file, then rename)."""
     tmp = path.with_name(f".{path.stem}.tmp.png")
     fig.savefig(tmp)
     os.replace(tmp, path)
@@ -125,7 +124,7 @@ def plot_learning(out: Path, diagnostics: dict[str, dict]) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    _save_png(fig, out / "learning.png")
+    save_png(fig, out / "learning.png")
     plt.close(fig)
 
 
@@ -158,5 +157,5 @@ def plot_corrections(out: Path, sizes, edges, mean_abs: list[np.ndarray], title:
     ax.set_ylabel("pre-synaptic neuron")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    _save_png(fig, out / "corrections.png")
+    save_png(fig, out / "corrections.png")
     plt.close(fig)

@@ -8,14 +8,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
 from crossbar_sim.config import ConfigError
-from crossbar_sim.report import write_atomic
+from crossbar_sim.report import save_png, write_atomic
 
 FIRST_COLUMNS = ("point", "status", "repeat", "seed")
 TABLE = "sweep.csv"
@@ -143,12 +142,6 @@ def _plt():
     return plt
 
 
-def _save(fig, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp)
-    os.replace(tmp, path)
-
-
 def plot_accuracy_vs_param(out: Path, rows, keys) -> Path | None:
     """Test accuracy against the x key, one line per setting of the other keys, error bars over repeats;
     the ideal twin dotted in the same colour when it was run."""
@@ -183,7 +176,7 @@ def plot_accuracy_vs_param(out: Path, rows, keys) -> Path | None:
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     path = out / f"accuracy_vs_{x.split('.')[-1]}.png"
-    _save(fig, path)
+    save_png(fig, path)
     plt.close(fig)
     return path
 
@@ -222,7 +215,7 @@ def plot_accuracy_vs_epoch(out: Path, rows, keys, histories) -> Path | None:
         axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
     path = out / "accuracy_vs_epoch.png"
-    _save(fig, path)
+    save_png(fig, path)
     plt.close(fig)
     return path
 
@@ -251,7 +244,7 @@ def plot_costs(out: Path, rows, keys) -> Path | None:
         ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     path = out / "costs.png"
-    _save(fig, path)
+    save_png(fig, path)
     plt.close(fig)
     return path
 
