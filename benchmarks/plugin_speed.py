@@ -37,7 +37,7 @@ def main():
     from crossbar_sim.config import load_scenario
     from crossbar_sim.run import dataset_for
     from crossbar_sim.tiles import CrossbarArray, Periphery
-    from crossbar_sim.trainer import Trainer, one_hot
+    from crossbar_sim.trainer import Trainer
     from device_models import get_model
 
     models = {"tanh_step (plugin)": plugin_class()(bits=8, write_noise=0.1),
@@ -48,7 +48,7 @@ def main():
     dW = rng.normal(0, 0.01, (785, 500))
     sc = load_scenario(ROOT / "scenarios" / "quickstart.yaml", ["data.train_limit=256"])
     data = dataset_for(sc)
-    x, y = data.x_train[:32], one_hot(data.y_train[:32], 10)
+    x, y = data.x_train[:32], data.targets(data.y_train[:32])
     calls = {}
     for name, model in models.items():
         arr = CrossbarArray(W0, model, Periphery(w_max=0.5), np.random.default_rng(1), np.zeros((785, 500), np.float32),

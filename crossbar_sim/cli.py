@@ -21,6 +21,7 @@ from crossbar_sim.checkpoint import CheckpointError
 from crossbar_sim.config import ConfigError, load_scenario
 from crossbar_sim.data import DataError
 from crossbar_sim.ep import SimulationError
+from crossbar_sim.report import metric_of
 from device_models import DeviceModelError
 
 USER_ERRORS = (ConfigError, CheckpointError, DataError, DeviceModelError, SimulationError)
@@ -83,9 +84,10 @@ def _run(args) -> int:
         from crossbar_sim.run import run_scenario
 
         metrics = run_scenario(scenario, out, progress=not args.quiet)
-    line = f"{scenario.name}: crossbar ({metrics['device']}) test accuracy {metrics['test_accuracy']:.4f}"
+    m = metric_of(metrics)
+    line = f"{scenario.name}: crossbar ({metrics['device']}) test {m} {metrics[f'test_{m}']:.4f}"
     if "ideal" in metrics:
-        line += f", ideal test accuracy {metrics['ideal']['test_accuracy']:.4f}"
+        line += f", ideal test {m} {metrics['ideal'][f'test_{m}']:.4f}"
     print(line + f"  ({metrics['wall_seconds']:.1f} s; results in {out})")
     return 0
 

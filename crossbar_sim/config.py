@@ -17,7 +17,7 @@ from typing import Any, Union
 import yaml
 
 import device_models
-from crossbar_sim.data import DATASETS
+from crossbar_sim.data import DATASETS, REGRESSION
 from device_models.presets import PRESETS
 from networks.activations import ACTIVATIONS
 
@@ -169,6 +169,9 @@ class Scenario:
         if len(sizes) < (2 if self.ep.loss == "mse" else 3):
             raise ConfigError(f"network.sizes: the {self.ep.loss} loss needs at least "
                               f"{2 if self.ep.loss == 'mse' else 3} layers, got {sizes}")
+        if self.data.name in REGRESSION and self.ep.loss != "mse":
+            raise ConfigError(f"ep.loss: {self.data.name} is a regression set; its output layer is a state nudged "
+                              f"by the squared error, so use loss: mse, not {self.ep.loss}")
         n_mats = len(sizes) - 1
         if isinstance(self.train.lr, list) and len(self.train.lr) != n_mats:
             raise ConfigError(f"train.lr: expected one rate per layer pair ({n_mats}: the matrix into each layer), "

@@ -1,4 +1,4 @@
-"""Datasets for the simulator: scikit-learn's digits and wine, MNIST and Fashion-MNIST.
+"""Datasets for the simulator: scikit-learn's digits, wine and diabetes, MNIST and Fashion-MNIST.
 
 MNIST-style sets are read from the standard IDX ``.gz`` files, checked against
 published md5 sums of the *decompressed* bytes, and cached as a ``.npz`` next to
@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-DATASETS = ("digits", "wine", "mnist", "fashion-mnist")
+DATASETS = ("digits", "wine", "diabetes", "mnist", "fashion-mnist")
+REGRESSION = ("diabetes",)  # the rest are classification sets
 
 IDX_FILES = (
     "train-images-idx3-ubyte.gz",
@@ -66,15 +67,17 @@ class DataError(Exception):
 
 @dataclass(frozen=True, eq=False)  # eq=False: field-wise == on arrays is ambiguous
 class Dataset:
-    """A train/test split of flattened images.
+    """A train/test split of flattened samples.
 
     Attributes:
         name: Canonical dataset name (one of ``DATASETS``).
         x_train: ``(N, D)`` float32 features in ``[0, 1]``.
-        y_train: ``(N,)`` int64 class labels in ``[0, n_classes)``.
+        y_train: ``(N,)`` int64 class labels in ``[0, n_classes)``; for a regression set ``(N, n_classes)``
+            float32 targets in ``[0, 1]``.
         x_test: ``(M, D)`` float32 features in ``[0, 1]``.
-        y_test: ``(M,)`` int64 class labels.
-        n_classes: Number of classes.
+        y_test: ``(M,)`` int64 class labels (regression: ``(M, n_classes)`` float32 targets).
+        n_classes: Number of classes, which is the number of output units; for regression, the number of
+            target values.
     """
 
     name: str
@@ -83,6 +86,19 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     n_classes: int
+
+    @property
+    def regression(self) -> bool:
+        """Whether the targets are real values (scored by the squared error) rather than class labels."""
+        return self.y_train.ndim == 2
+
+    def targets(self, y: np.ndarray) -> np.ndarray:
+        """The output layer's target rows for labels or targets ``y``: one-hot for classes, as-is for regression."""
+        if self.regression:
+            return np.asarray(y, dtype=np.float32)
+        out = np.zeros((len(y), self.n_classes), dtype=np.float32)
+        out[np.arange(len(y)), y] = 1.0
+        return out
 
     @property
     def n_features(self) -> int:
@@ -138,23 +154,32 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None, test_f
         return _load_digits(test_fraction, seed)
     if key == "wine":
         return _load_wine(test_fraction, seed)
+    if key == "diabetes":
+        return _load_diabetes(test_fraction, seed)
     if key in RAW_MD5:
         return _load_idx_set(key, _resolve_dir(data_dir) / key, download)
     raise DataError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
 
 
 def _split(name: str, x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int) -> Dataset:
-    """A stratified, seeded train/test split of a bundled scikit-learn set."""
+    """A seeded train/test split of a bundled scikit-learn set: stratified by class, plain for regression
+    targets (``y`` of shape ``(N, k)``)."""
     from sklearn.model_selection import train_test_split
 
     if not 0.0 < test_fraction < 1.0:
         raise DataError(f"{name}: test_fraction must be between 0 and 1, got {test_fraction}")
+    regression = y.ndim == 2
     try:
         x_tr, x_te, y_tr, y_te = train_test_split(
-            x, y, test_size=test_fraction, stratify=y, random_state=seed)
+            x, y, test_size=test_fraction, stratify=None if regression else y, random_state=seed)
     except ValueError as exc:  # e.g. a test set too small to hold every class
         raise DataError(f"{name}: cannot split with test_fraction={test_fraction}: {exc}") from None
-    return Dataset(name, x_tr, y_tr, x_te, y_te, int(len(np.unique(y))))
+    return Dataset(name, x_tr, y_tr, x_te, y_te, int(y.shape[1]) if regression else int(len(np.unique(y))))
+
+
+def _unit_range(a: np.ndarray) -> np.ndarray:
+    """Each column scaled to [0, 1] by its range over the whole set (inputs and outputs are states in [0, 1])."""
+    return ((a - a.min(0)) / (a.max(0) - a.min(0))).astype(np.float32)
 
 
 def _load_digits(test_fraction: float, seed: int) -> Dataset:
@@ -170,9 +195,17 @@ def _load_wine(test_fraction: float, seed: int) -> Dataset:
     from sklearn.datasets import load_wine
 
     bunch = load_wine()
-    x = bunch.data
-    x = ((x - x.min(0)) / (x.max(0) - x.min(0))).astype(np.float32)
-    return _split("wine", x, bunch.target.astype(np.int64), test_fraction, seed)
+    return _split("wine", _unit_range(bunch.data), bunch.target.astype(np.int64), test_fraction, seed)
+
+
+def _load_diabetes(test_fraction: float, seed: int) -> Dataset:
+    """Diabetes (442 patients, 10 features, one real target: disease progression after a year), a regression
+    set. Features and target are scaled to [0, 1] by their range over the whole set, as in Gammell et al.'s
+    code, so the target is reachable by a hard-sigmoid output unit."""
+    from sklearn.datasets import load_diabetes
+
+    bunch = load_diabetes()
+    return _split("diabetes", _unit_range(bunch.data), _unit_range(bunch.target[:, None]), test_fraction, seed)
 
 
 def _load_idx_set(name: str, folder: Path, download: bool) -> Dataset:

@@ -39,6 +39,12 @@ def write_config(out: Path, config: dict) -> None:
     write_atomic(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
 
 
+def metric_of(record: dict) -> str:
+    """Which score a metrics dict or history row carries: ``accuracy`` (classification; higher is better) or
+    ``loss`` (regression: mean half squared error; lower is better). Keys are ``test_<metric>``, ``train_<metric>``."""
+    return "accuracy" if "test_accuracy" in record else "loss"
+
+
 def write_metrics(out: Path, metrics: dict) -> None:
     write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
 
@@ -55,7 +61,7 @@ def write_history(out: Path, runs: dict[str, list[dict]]) -> None:
 
 
 def plot_accuracy(out: Path, runs: dict[str, list[dict]], title: str) -> None:
-    """Test (solid) and train (dashed) accuracy against epoch for each run, as ``accuracy.png``."""
+    """Test (solid) and train (dashed) accuracy (regression: loss) against epoch for each run, as ``accuracy.png``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -63,13 +69,15 @@ def plot_accuracy(out: Path, runs: dict[str, list[dict]], title: str) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     colours = {"crossbar": "tab:red", "ideal": "tab:blue"}
+    metric = "accuracy"
     for name, history in runs.items():
+        metric = metric_of(history[0])
         epochs = [r["epoch"] for r in history]
         c = colours.get(name)
-        ax.plot(epochs, [r["test_accuracy"] for r in history], "-o", color=c, ms=3, label=f"{name} test")
-        ax.plot(epochs, [r["train_accuracy"] for r in history], "--", color=c, alpha=0.6, label=f"{name} train")
+        ax.plot(epochs, [r[f"test_{metric}"] for r in history], "-o", color=c, ms=3, label=f"{name} test")
+        ax.plot(epochs, [r[f"train_{metric}"] for r in history], "--", color=c, alpha=0.6, label=f"{name} train")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("accuracy")
+    ax.set_ylabel("accuracy" if metric == "accuracy" else "loss (mean half squared error)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()

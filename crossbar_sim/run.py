@@ -16,9 +16,10 @@ from device_models import get_model
 def _summary(trainer: Trainer) -> dict:
     c = trainer.counters
     last = c.history[-1]
+    m = trainer.metric
     out = {
-        "test_accuracy": last["test_accuracy"],
-        "train_accuracy": last["train_accuracy"],
+        f"test_{m}": last[f"test_{m}"],
+        f"train_{m}": last[f"train_{m}"],
         "log_spread": last["log_spread"],
         "wall_seconds": trainer.wall_seconds(),
         "settle_steps": {"total": c.steps, "phases": c.phases,
@@ -75,7 +76,8 @@ def run_scenario(scenario: Scenario, out: str | Path, progress: bool = True, ech
     done = saved["done"] if saved else {}  # part name -> summary with history, for the parts finished
     for name, m in plan:
         if name in done:
-            echo(f"{name:8s} finished before the resume: test {done[name]['test_accuracy']:.4f}")
+            m = report.metric_of(done[name])
+            echo(f"{name:8s} finished before the resume: test {m} {done[name][f'test_{m}']:.4f}")
             continue
         trainer = Trainer(scenario, dataset, m, label=name, progress=progress)
         if saved and saved["current"] == name:
@@ -83,7 +85,8 @@ def run_scenario(scenario: Scenario, out: str | Path, progress: bool = True, ech
             echo(f"{name:8s} resumed after epoch {len(trainer.counters.history)}")
 
         def on_epoch(row, n=name, t=trainer):
-            echo(f"{n:8s} epoch {row['epoch']:3d}  train {row['train_accuracy']:.4f}  test {row['test_accuracy']:.4f}")
+            m = t.metric
+            echo(f"{n:8s} epoch {row['epoch']:3d}  train {m} {row[f'train_{m}']:.4f}  test {m} {row[f'test_{m}']:.4f}")
             checkpoint.save(out, {"scenario": scenario.to_dict(), "done": done, "current": n, "trainer": t.state()})
 
         trainer.fit(on_epoch=on_epoch)
@@ -93,8 +96,9 @@ def run_scenario(scenario: Scenario, out: str | Path, progress: bool = True, ech
             # Inference after the devices have drifted for a while without pulses.
             trainer.engine.advance(trainer.engine.now + delay)
             with blas.limit_threads(1):
-                summary["test_accuracy_after_delay"] = trainer.evaluate(dataset.x_test, dataset.y_test)
-            echo(f"{name:8s} test accuracy {delay:g} s after training: {summary['test_accuracy_after_delay']:.4f}")
+                summary[f"test_{trainer.metric}_after_delay"] = trainer.evaluate(dataset.x_test, dataset.y_test)
+            echo(f"{name:8s} test {trainer.metric} {delay:g} s after training: "
+                 f"{summary[f'test_{trainer.metric}_after_delay']:.4f}")
         done[name] = {**summary, "history": trainer.counters.history}
         if name == "crossbar":
             report.plot_corrections(out, trainer.network.sizes, trainer.network.edges,

@@ -112,6 +112,11 @@ def _x_key(keys: list[str], rows: list[dict]) -> str | None:
     return keys[0] if keys else None
 
 
+def _metric(rows: list[dict]) -> str:
+    """``loss`` when the finished points scored a regression (``test_loss``), else ``accuracy``."""
+    return "loss" if any("test_loss" in r for r in rows) and not any("test_accuracy" in r for r in rows) else "accuracy"
+
+
 def _stats(rows: list[dict], metric: str) -> tuple[float, float, int]:
     vals = np.array([r[metric] for r in rows if r.get("status") == "done" and r.get(metric) is not None], dtype=float)
     if vals.size == 0:
@@ -153,25 +158,26 @@ def plot_accuracy_vs_param(out: Path, rows, keys) -> Path | None:
     series = groups(rows, others)
     xs_all = list(dict.fromkeys(json.dumps(r.get(x)) for r in rows))
     numeric = all(isinstance(json.loads(v), (int, float)) for v in xs_all)
+    m = _metric(rows)
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     for i, (skey, srows) in enumerate(series.items()):
         label = ", ".join(f"{k.split('.')[-1]}={_fmt(json.loads(v))}" for k, v in zip(others, skey)) or "crossbar"
         pts = groups(srows, [x])
         xv = [json.loads(k[0]) for k in pts]
         pos = xv if numeric else [xs_all.index(k[0]) for k in pts]
-        acc = [_stats(v, "test_accuracy") for v in pts.values()]
+        acc = [_stats(v, f"test_{m}") for v in pts.values()]
         colour = f"C{i % 10}"
         ax.errorbar(pos, [a[0] for a in acc], yerr=[a[1] for a in acc], fmt="-o", ms=4, capsize=3, color=colour,
                     label=label)
-        ideal = [_stats(v, "ideal.test_accuracy")[0] for v in pts.values()]
+        ideal = [_stats(v, f"ideal.test_{m}")[0] for v in pts.values()]
         if not all(np.isnan(ideal)):
             ax.plot(pos, ideal, ":", color=colour, alpha=0.7)
     if not numeric:
         ax.set_xticks(range(len(xs_all)), [_fmt(json.loads(v)) for v in xs_all])
     ax.set_xlabel(x)
-    ax.set_ylabel("test accuracy (mean ± std over repeats)")
-    ax.set_title("accuracy against " + x.split(".")[-1] + (" (dotted: ideal twin)" if any(
-        "ideal.test_accuracy" in r for r in rows) else ""))
+    ax.set_ylabel(f"test {m} (mean ± std over repeats)")
+    ax.set_title(f"{m} against " + x.split(".")[-1] + (" (dotted: ideal twin)" if any(
+        f"ideal.test_{m}" in r for r in rows) else ""))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
@@ -189,6 +195,7 @@ def plot_accuracy_vs_epoch(out: Path, rows, keys, histories) -> Path | None:
     plt = _plt()
     x = _x_key(keys, rows)
     others = [k for k in keys if k != x]
+    m = _metric(rows)
     panels = list(groups(rows, others).items())[:16]
     n = len(panels)
     cols = min(n, 4)
@@ -201,7 +208,7 @@ def plot_accuracy_vs_epoch(out: Path, rows, keys, histories) -> Path | None:
             if not hs:
                 continue
             n_ep = min(len(h) for h in hs)
-            acc = np.mean([[row["test_accuracy"] for row in h[:n_ep]] for h in hs], axis=0)
+            acc = np.mean([[row[f"test_{m}"] for row in h[:n_ep]] for h in hs], axis=0)
             label = f"{x.split('.')[-1]}={_fmt(json.loads(lkey[0]))}" if x else None
             ax.plot(range(1, n_ep + 1), acc, color=plt.cm.viridis(i / max(len(lines) - 1, 1)), label=label)
         ax.set_title(", ".join(f"{k.split('.')[-1]}={_fmt(json.loads(v))}" for k, v in zip(others, pkey)) or "all",
@@ -210,7 +217,7 @@ def plot_accuracy_vs_epoch(out: Path, rows, keys, histories) -> Path | None:
         ax.grid(alpha=0.3)
     for ax in axes.flat[n:]:
         ax.axis("off")
-    axes[0, 0].set_ylabel("test accuracy")
+    axes[0, 0].set_ylabel(f"test {m}")
     if x:
         axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
@@ -253,11 +260,12 @@ def plot_costs(out: Path, rows, keys) -> Path | None:
 
 def summary_markdown(rows, keys) -> str:
     """A Markdown table: one line per setting, means ± std over its finished repeats."""
-    has_ideal = any("ideal.test_accuracy" in r for r in rows)
+    m = _metric(rows)
+    has_ideal = any(f"ideal.test_{m}" in r for r in rows)
     has_energy = any("energy.train_j.total" in r for r in rows)
-    head = [k.split(".")[-1] for k in keys] + ["runs", "test accuracy"]
+    head = [k.split(".")[-1] for k in keys] + ["runs", f"test {m}"]
     head += ["ideal twin"] if has_ideal else []
-    head += ["train accuracy", "pulses", "max pulses / device"]
+    head += [f"train {m}", "pulses", "max pulses / device"]
     head += ["energy (J)"] if has_energy else []
     head += ["wall s / run"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -270,9 +278,9 @@ def summary_markdown(rows, keys) -> str:
 
     for key, rs in groups(rows, keys).items():
         done = sum(r["status"] == "done" for r in rs)
-        cells = [_fmt(json.loads(v)) for v in key] + [f"{done}/{len(rs)}", pm(rs, "test_accuracy", "{:.4f}")]
-        cells += [pm(rs, "ideal.test_accuracy", "{:.4f}")] if has_ideal else []
-        cells += [pm(rs, "train_accuracy", "{:.4f}"), pm(rs, "pulse_count", "{:.3g}"),
+        cells = [_fmt(json.loads(v)) for v in key] + [f"{done}/{len(rs)}", pm(rs, f"test_{m}", "{:.4f}")]
+        cells += [pm(rs, f"ideal.test_{m}", "{:.4f}")] if has_ideal else []
+        cells += [pm(rs, f"train_{m}", "{:.4f}"), pm(rs, "pulse_count", "{:.3g}"),
                   pm(rs, "max_device_pulses", "{:.3g}")]
         cells += [pm(rs, "energy.train_j.total", "{:.3g}")] if has_energy else []
         cells += [pm(rs, "wall_seconds", "{:.1f}")]

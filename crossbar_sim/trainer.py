@@ -51,10 +51,9 @@ def block_rates(network: Network, lr) -> list[float]:
     return [lr[e.dst - 1] for e in network.edges]
 
 
-def one_hot(y: np.ndarray, k: int) -> np.ndarray:
-    out = np.zeros((len(y), k), dtype=np.float32)
-    out[np.arange(len(y)), y] = 1.0
-    return out
+def half_squared_error(outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Per sample ``0.5 ||outputs - targets||^2``, the regression score (Gammell et al.'s cost)."""
+    return 0.5 * ((outputs - targets) ** 2).sum(1)
 
 
 def _zero_ops() -> np.ndarray:
@@ -98,6 +97,7 @@ class Trainer:
         self.label = label
         self.progress = progress
         self.rng = streams(scenario.seed)
+        self.metric = "loss" if dataset.regression else "accuracy"  # history keys train_<metric>, test_<metric>
         self.network = build_network(scenario, self.rng["topology"])
         if self.network.sizes[0] != dataset.n_features or self.network.sizes[-1] != dataset.n_classes:
             raise ConfigError(f"network.sizes: {dataset.name} needs {dataset.n_features} inputs and "
@@ -148,19 +148,25 @@ class Trainer:
         self._wall_offset = state["wall_seconds"]
         self._t0 = time.perf_counter()
 
+    def _score(self, outputs: np.ndarray, y: np.ndarray) -> float:
+        """Summed over the batch: correct predictions, or the half squared error for regression."""
+        if self.data.regression:
+            return float(half_squared_error(outputs, y).sum())
+        return float((outputs.argmax(1) == y).sum())
+
     def _train_epoch(self, epoch: int) -> float:
         data, sc = self.data, self.scenario
         x_all, y_all = data.x_train, data.y_train
         bs = sc.data.batch_size
         order = self.rng["order"].permutation(len(x_all))
         n_batches = (len(order) + bs - 1) // bs
-        correct = 0
+        score = 0.0
         bar = tqdm(range(n_batches), desc=f"{self.label} epoch {epoch}/{sc.train.epochs}", leave=False,
                    disable=not self.progress, unit="batch")
         for b in bar:
             idx = order[b * bs: (b + 1) * bs]
             x = x_all[idx]
-            y = one_hot(y_all[idx], data.n_classes)
+            y = data.targets(y_all[idx])
             if self.particles is not None:
                 S0 = self.engine.to_flat(self.particles[idx])
             else:
@@ -174,14 +180,14 @@ class Trainer:
                                       "lower train.lr or check the device model")
             if self.particles is not None:
                 self.particles[idx] = res.free_state
-            correct += int((res.outputs.argmax(1) == y_all[idx]).sum())
+            score += self._score(res.outputs, y_all[idx])
             c = self.counters
             c.phases += len(res.steps)
             c.steps += sum(res.steps.values())
             c.free_steps += res.steps["free"]
             c.free_phases += 1
             c.train_ops += res.ops
-        return correct / len(order)
+        return score / len(order)
 
     def _write(self, x, est, res) -> None:
         """Write the batch's update: counted pulses per pair, or parallel pulse trains per sample and phase."""
@@ -205,10 +211,11 @@ class Trainer:
                 self.diag.record_write(k, lr * g, array.W_view - before)
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> float:
-        """Accuracy of the free equilibrium's prediction on (x, y)."""
+        """Accuracy of the free equilibrium's prediction on (x, y); for regression, its mean half squared
+        error (``self.metric`` names which)."""
         eng, ep = self.engine, self.scenario.ep
         bs = self.scenario.data.eval_batch_size
-        correct = 0
+        score = 0.0
         for start in range(0, len(x), bs):
             xb = x[start: start + bs]
             B = len(xb)
@@ -216,8 +223,8 @@ class Trainer:
             dummy = np.zeros((B, self.data.n_classes), dtype=np.float32)
             res = eng.settle(eng.input_dac(xb), dummy, S, 0.0, ep.free_steps, ep.dynamics, ep.tol, ep.eps)
             self.counters.eval_ops += eng.phase_ops(res, B, nudged=False) + eng.readout_ops(B)
-            correct += int((eng.outputs(S, B).argmax(1) == y[start: start + bs]).sum())
-        return correct / len(x)
+            score += self._score(eng.outputs(S, B), y[start: start + bs])
+        return score / len(x)
 
     def fit(self, on_epoch=None) -> list[dict]:
         """Train up to the scenario's epochs (from the last complete one after :meth:`load_state`); returns
@@ -228,13 +235,13 @@ class Trainer:
     def _fit(self, on_epoch):
         energy = self.scenario.hardware.energy
         for epoch in range(len(self.counters.history) + 1, self.scenario.train.epochs + 1):
-            train_acc = self._train_epoch(epoch)
-            test_acc = self.evaluate(self.data.x_test, self.data.y_test)
+            train_score = self._train_epoch(epoch)
+            test_score = self.evaluate(self.data.x_test, self.data.y_test)
             c = self.counters
             row = {
                 "epoch": epoch,
-                "train_accuracy": train_acc,
-                "test_accuracy": test_acc,
+                f"train_{self.metric}": train_score,
+                f"test_{self.metric}": test_score,
                 "mean_free_steps": c.free_steps / max(c.free_phases, 1),
                 "pulses": self.engine.pulses,
                 "mvm": int(c.train_ops[0]),

@@ -36,6 +36,20 @@ def test_run_writes_the_run_directory(tmp_path, capsys):
     assert "crossbar (soft_bounds) test accuracy" in printed and "ideal test accuracy" in printed
 
 
+def test_a_regression_run_reports_the_squared_error(tmp_path, capsys):
+    out = tmp_path / "diabetes"
+    code = main(["run", str(ROOT / "benchmarks" / "seeds" / "gammell" / "diabetes_10_10x5_1.yaml"), "--out", str(out),
+                 "--set", "train.epochs=2", "--set", "network.p=0.1", "--set", "network.sizes=[10, 10, 10, 1]",
+                 "--set", "hardware.device.model=linear_step", "--set", "compare_ideal=true", "--quiet"])
+    assert code == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert "test_accuracy" not in m and "test_accuracy" not in m["history"][0]
+    # the score is the paper's regression error: mean 0.5 (output - target)^2, with a target in [0, 1]
+    assert 0.0 < m["test_loss"] < 0.5 and 0.0 < m["ideal"]["test_loss"] < 0.5
+    assert (out / "history.csv").read_text().startswith("run,epoch,train_loss,test_loss")
+    assert "test loss" in capsys.readouterr().out and (out / "accuracy.png").is_file()
+
+
 def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path):
     def numbers(out):
         m = json.loads((out / "metrics.json").read_text())

@@ -73,6 +73,12 @@ def test_rejected(path, value, message):
     assert message in str(err.value)
 
 
+def test_a_regression_set_needs_the_mse_loss():
+    with pytest.raises(ConfigError, match="ep.loss: diabetes is a regression set"):
+        load_scenario(raw={"data": {"name": "diabetes"}, "network": {"sizes": [10, 10, 1]},
+                           "ep": {"loss": "cross_entropy"}})
+
+
 def test_mse_needs_two_layers_and_cross_entropy_three():
     with pytest.raises(ConfigError, match="network.sizes: the cross_entropy loss needs at least 3 layers"):
         load_scenario(raw=_with("network.sizes", [64, 10]) | {"ep": {"loss": "cross_entropy"}})

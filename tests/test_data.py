@@ -130,6 +130,25 @@ def test_wine_is_scaled_to_the_unit_box_and_split_by_seed():
     np.testing.assert_array_equal(ds.x_test, again.x_test)
 
 
+def test_diabetes_is_a_regression_set_in_the_unit_box():
+    ds = load_dataset("diabetes", test_fraction=0.095, seed=0)
+    assert ds.regression and ds.n_features == 10 and ds.n_classes == 1
+    assert len(ds.x_test) == 42 and len(ds.x_train) + len(ds.x_test) == 442  # as the paper's code
+    y = np.concatenate([ds.y_train, ds.y_test])
+    assert y.shape == (442, 1) and y.dtype == np.float32 and y.min() == 0.0 and y.max() == 1.0
+    np.testing.assert_array_equal(ds.targets(ds.y_test[:3]), ds.y_test[:3])  # targets are the values themselves
+    again, other = load_dataset("diabetes", test_fraction=0.095, seed=0), load_dataset("diabetes", test_fraction=0.095, seed=1)
+    np.testing.assert_array_equal(ds.y_test, again.y_test)
+    assert not np.array_equal(ds.y_test, other.y_test)
+
+
+def test_classification_targets_are_one_hot():
+    ds = load_dataset("wine", test_fraction=0.25, seed=2)
+    t = ds.targets(np.array([2, 0]))
+    np.testing.assert_array_equal(t, [[0, 0, 1], [1, 0, 0]])
+    assert not ds.regression
+
+
 @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1.5])
 def test_digits_bad_fraction(fraction):
     with pytest.raises(DataError, match="test_fraction"):
@@ -145,7 +164,7 @@ def test_unknown_name_lists_known():
 
 def test_name_normalisation():
     assert load_dataset(" Digits ").name == "digits"
-    assert data.DATASETS == ("digits", "wine", "mnist", "fashion-mnist")
+    assert data.DATASETS == ("digits", "wine", "diabetes", "mnist", "fashion-mnist")
 
 
 # ---------------------------------------------------------------- data_dir

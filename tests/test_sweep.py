@@ -238,3 +238,14 @@ def test_a_worker_without_the_sweep_directory_sends_the_files_back(tmp_path, sce
     _write_returned(out / point.name, result["files"])
     metrics = json.loads((out / point.name / "metrics.json").read_text())
     assert metrics["seed"] == 3 and yaml.safe_load((out / point.name / "config.yaml").read_text()) == point.config
+
+
+def test_the_summary_of_a_regression_sweep_reports_the_loss():
+    from crossbar_sim.sweep_report import summary_markdown
+
+    rows = [{"status": "done", "network.p": p, "test_loss": v, "train_loss": v / 2, "pulse_count": 0,
+             "max_device_pulses": 0, "wall_seconds": 1.0} for p, v in ((0.0, 0.04), (0.0, 0.06), (0.1, 0.03))]
+    text = summary_markdown(rows, ["network.p"])
+    head, _, first, second = text.splitlines()[:4]
+    assert "test loss" in head and "train loss" in head and "accuracy" not in head
+    assert "0.0500 ± 0.0141" in first and "0.0300" in second

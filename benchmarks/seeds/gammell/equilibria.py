@@ -18,7 +18,7 @@ import numpy as np
 from crossbar_sim import blas
 from crossbar_sim.config import load_scenario
 from crossbar_sim.run import dataset_for
-from crossbar_sim.trainer import Trainer, one_hot
+from crossbar_sim.trainer import Trainer
 
 HERE = Path(__file__).resolve().parent
 CASES = [  # (scenario, p, Euler free steps of the paper)
@@ -56,7 +56,7 @@ def main():
         trainer.fit()
         eng, net = trainer.engine, trainer.network
         x = data.x_test[: args.batch].astype(np.float32)
-        y = one_hot(data.y_test[: args.batch], data.n_classes)
+        y = data.targets(data.y_test[: args.batch])
         label = f"{'-'.join(map(str, net.sizes))}, p = {p_rewire}"
         runs = {"euler": (euler_steps, 0.0), "coordinate": (None, sc.ep.tol),
                 "coordinate, long": (euler_steps, 0.0)}
