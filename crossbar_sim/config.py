@@ -64,6 +64,9 @@ class EPConfig:
     beta: float = spec(0.5, lo=0.0, lo_open=True)
     loss: str = spec("mse", choices=("mse", "cross_entropy"))
     dynamics: str = spec("coordinate", choices=("euler", "fixed_point", "coordinate"))
+    # The nudged phases' dynamics when they differ from the free phase's (None: the same). Gammell et al.
+    # nudge with a few Euler steps from the free equilibrium, which do not converge; see the README.
+    nudge_dynamics: str | None = spec(None, choices=("euler", "fixed_point", "coordinate"))
     free_steps: int = spec(20, lo=1)
     nudge_steps: int = spec(8, lo=1)
     tol: float = spec(1e-4, lo=0.0)

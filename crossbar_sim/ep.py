@@ -88,7 +88,8 @@ class EPStep:
 
     def _phase(self, name, xq, y, S, beta, steps, where):
         ep = self.ep
-        res = self.engine.settle(xq, y, S, beta, steps, ep.dynamics, ep.tol, ep.eps)
+        dynamics = ep.nudge_dynamics if beta != 0.0 and ep.nudge_dynamics else ep.dynamics
+        res = self.engine.settle(xq, y, S, beta, steps, dynamics, ep.tol, ep.eps)
         if res.status == K.STATUS_NONFINITE:
             raise SimulationError(f"{where}, {name} phase: a state became NaN or inf (step {res.steps}); "
                                   "lower train.lr or check the weights")

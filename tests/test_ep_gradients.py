@@ -61,3 +61,34 @@ def test_one_sided_bias_exceeds_centered():
         errs.append(err)
     # First-order bias: the one-sided error grows about in proportion to beta.
     assert errs[2]["one_sided"] > 3 * errs[0]["one_sided"]
+
+
+def test_nudged_phases_can_run_their_own_dynamics():
+    """``ep.nudge_dynamics``: free phase by one dynamics, nudged phases by another, from the free equilibrium."""
+    from crossbar_sim.ep import grad_difference
+
+    net, engine, weights, x, y = _setup("mse")
+    beta = 0.5
+    ep = EPConfig(estimator="one_sided", beta=beta, dynamics="coordinate", nudge_dynamics="euler", free_steps=60,
+                  nudge_steps=3, tol=0.0, eps=0.5)
+    S0 = np.zeros(len(x) * engine.state_size(), np.float32)
+    est, _ = EPStep(engine, ep).estimate(x, y, S0, np.random.default_rng(0))
+    S, B = S0.copy(), len(x)
+    xq = engine.input_dac(x)
+    engine.settle(xq, y, S, 0.0, 60, "coordinate", 0.0, 0.5)
+    free = [layer.copy() for layer in engine.layers(S, B)]
+    engine.settle(xq, y, S, beta, 3, "euler", 0.0, 0.5)  # three Euler steps: not converged
+    want = [d / beta for d in grad_difference(engine, x, engine.layers(S, B), free)]
+    for got, ref in zip(est, want):
+        np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-9)
+    # run to convergence, the Euler nudged phase reaches the coordinate one's equilibrium
+    both = lambda nd, steps: _flat(EPStep(engine, EPConfig(  # noqa: E731
+        estimator="one_sided", beta=beta, dynamics="coordinate", nudge_dynamics=nd, free_steps=200,
+        nudge_steps=steps, tol=0.0)).estimate(x, y, S0, np.random.default_rng(0))[0])
+    short, converged, coordinate = both("euler", 3), both("euler", 400), both(None, 200)
+    assert np.linalg.norm(converged - coordinate) < 1e-3 * np.linalg.norm(coordinate)
+    assert np.linalg.norm(short - coordinate) > 0.05 * np.linalg.norm(coordinate)
+
+
+def _flat(est):
+    return np.concatenate([e.ravel() for e in est])
