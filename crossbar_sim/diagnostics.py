@@ -53,13 +53,14 @@ class Diagnostics:
 
     def record(self, est: list[np.ndarray]) -> None:
         """One batch's EP estimate (without learning rates), every block."""
-        for i, k in enumerate(self.blocks):
-            d = est[k][: self.network.sizes[self.network.edges[k].src]]
-            if self.masks[k] is not None:
-                d = d * self.masks[k][: d.shape[0]]
-            self.r_sum[i] += np.sqrt((d ** 2).sum() / self.connections[i])
         for k, d in enumerate(est):
-            self.abs_sum[k] += np.abs(d) if self.masks[k] is None else np.abs(d) * self.masks[k]
+            a = np.abs(d)
+            if self.masks[k] is not None:
+                a *= self.masks[k]
+            self.abs_sum[k] += a
+            if k in self.blocks:  # the RMS over the block's connections, bias row left out
+                units = a[: self.network.sizes[self.network.edges[k].src]].ravel()
+                self.r_sum[self.blocks.index(k)] += np.sqrt(np.dot(units, units) / self.connections[self.blocks.index(k)])
         self.batches += 1
         self.batches_total += 1
 

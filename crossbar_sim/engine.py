@@ -50,6 +50,7 @@ class Engine:
         self.network = network
         self.model = model
         self.hi = network.activation.bound
+        self._phase_counts = None  # see _phase_read_ops
         self.n = np.asarray(network.sizes, dtype=np.int64)
         self.L = network.n_state_layers
         self.edges = network.edges
@@ -180,17 +181,26 @@ class Engine:
         """``OPS`` counts of one phase: the clamped input's blocks read once per sample, then, for every step
         each sample took (a converged sample stops reading), every block between state layers read forward
         and transposed, and in a nudged cross-entropy phase the readout both ways for the nudging force."""
-        clamped = np.zeros(len(OPS), dtype=np.int64)
-        per_step = np.zeros(len(OPS), dtype=np.int64)
-        for k, e in enumerate(self.network.state_edges):
-            if e.src == 0:
-                clamped += self.read_ops(k, False)
-            else:
-                per_step += self.read_ops(k, False) + self.read_ops(k, True)
+        clamped, per_step, readout = self._phase_read_ops()
         if self.loss == K.LOSS_CE and nudged:
-            r = len(self.edges) - 1
-            per_step += self.read_ops(r, False) + self.read_ops(r, True)
+            per_step = per_step + readout
         return batch * clamped + res.sample_steps * per_step
+
+    def _phase_read_ops(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per sample: the clamped input's reads, one step's reads, and the readout's both ways (the geometry
+        does not change, so they are counted once)."""
+        if self._phase_counts is None:
+            clamped = np.zeros(len(OPS), dtype=np.int64)
+            per_step = np.zeros(len(OPS), dtype=np.int64)
+            for k, e in enumerate(self.network.state_edges):
+                if e.src == 0:
+                    clamped += self.read_ops(k, False)
+                else:
+                    per_step += self.read_ops(k, False) + self.read_ops(k, True)
+            r = len(self.edges) - 1
+            readout = self.read_ops(r, False) + self.read_ops(r, True)
+            self._phase_counts = (clamped, per_step, readout)
+        return self._phase_counts
 
     def readout_ops(self, batch: int) -> np.ndarray:
         """``OPS`` counts of reading the cross-entropy readout's logits for ``batch`` samples (none for MSE)."""

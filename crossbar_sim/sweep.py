@@ -419,7 +419,9 @@ def _execute(sweep: Sweep, todo: list[Point], backend, threads: int, status: dic
                 status[p.name] = result["status"]
                 bar.update(1)
                 sweep_report.write_table(out)
-            running = sum(1 for f in pending if f.running()) or min(len(pending), backend.workers)
+            # a process pool marks a point "running" once it is queued for a worker: cap at the workers
+            started = sum(1 for f in pending if f.running())
+            running = min(started, backend.workers) or min(len(pending), backend.workers)
             bar.set_postfix(running=running, failed=sum(s == "failed" for s in status.values()), refresh=True)
         if todo and isinstance(backend, _Processes):
             backend.close()  # the broken pool; a new one takes the points left
