@@ -144,3 +144,33 @@ def pulse_counts(dW, dw_step, stochastic, cap, key):
     else:
         x = x + 0.5
     return np.clip(np.floor(x), -cap, cap).astype(np.int64)
+
+
+def _patches(x, g):
+    """(B, C H W) images to their (B OH OW, C k k) patches, by strided windows over the zero-padded images."""
+    B = x.shape[0]
+    img = np.pad(x.reshape(B, g.C, g.H, g.W), ((0, 0), (0, 0), (g.pad, g.pad), (g.pad, g.pad)))
+    win = np.lib.stride_tricks.sliding_window_view(img, (g.k, g.k), axis=(2, 3))  # (B, C, H', W', k, k)
+    win = win[:, :, ::g.stride, ::g.stride][:, :, : g.OH, : g.OW]
+    return win.transpose(0, 2, 3, 1, 4, 5).reshape(B * g.pixels, g.patch)
+
+
+def conv_read(x, Wc, g, block, per, key, ctr):
+    """Twin of :func:`crossbar_sim.conv.conv_read`: returns ((B, C_out OH OW) float64, new counter)."""
+    B = x.shape[0]
+    pix, ctr = mvm(_patches(x, g).astype(np.float32), Wc, block, per, key, ctr)
+    return pix.reshape(B, g.pixels, -1).transpose(0, 2, 1).reshape(B, -1), ctr
+
+
+def conv_transpose_read(y, WTc, g, block, per, key, ctr):
+    """Twin of :func:`crossbar_sim.conv.conv_transpose_read`: returns ((B, C H W) float64, new counter)."""
+    B = y.shape[0]
+    pix = y.reshape(B, -1, g.pixels).transpose(0, 2, 1).reshape(B * g.pixels, -1)
+    cols, ctr = mvm(pix.astype(np.float32), WTc, block, per, key, ctr)
+    cols = cols.reshape(B, g.OH, g.OW, g.C, g.k, g.k)
+    img = np.zeros((B, g.C, g.H + 2 * g.pad + g.stride * g.OH, g.W + 2 * g.pad + g.stride * g.OW))
+    for ky in range(g.k):
+        for kx in range(g.k):
+            img[:, :, ky: ky + g.stride * g.OH: g.stride, kx: kx + g.stride * g.OW: g.stride] += \
+                cols[:, :, :, :, ky, kx].transpose(0, 3, 1, 2)
+    return img[:, :, g.pad: g.pad + g.H, g.pad: g.pad + g.W].reshape(B, -1), ctr

@@ -1,0 +1,169 @@
+"""Convolutions on crossbar tiles: the unrolled kernel, and both directions through the same conductances.
+
+A convolution's kernel ``(C_out, C_in, k, k)`` is stored as one ``(C_in k k [+ 1 bias row], C_out)`` conductance
+matrix, the unrolled kernel (the row order is torch's ``weight.reshape(C_out, -1).T``: channel, kernel row,
+kernel column). Each output pixel is one read of the tiles, driven by that pixel's receptive field (its patch,
+zeros where it overhangs the padding). The transposed convolution, which is the feedback of the Hopfield
+dynamics, reads the same conductances backwards: each output pixel's ``C_out`` values drive the columns, the
+rows give a patch, and the patches are added back into the input image (col2im). Both directions go through
+the tile periphery of :func:`crossbar_sim.kernels.mvm` (DAC'd inputs, per-tile read noise and ADC).
+
+Images are flattened per sample in NCHW order, ``(B, C * H * W)``, the layout of the settle kernel's state
+layers. The slow NumPy twins are in :mod:`crossbar_sim.twins`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from crossbar_sim.kernels import mvm
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """A 2-D convolution's shapes: ``C`` input channels of ``H x W``, ``k x k`` kernels, stride, zero padding."""
+
+    C: int
+    H: int
+    W: int
+    k: int
+    stride: int = 1
+    pad: int = 0
+
+    def __post_init__(self):
+        if min(self.C, self.H, self.W, self.k, self.stride) < 1 or self.pad < 0:
+            raise ValueError(f"convolution: sizes, kernel and stride must be >= 1 and padding >= 0, got {self}")
+        if self.OH < 1 or self.OW < 1:
+            raise ValueError(f"convolution: a {self.k}x{self.k} kernel with padding {self.pad} does not fit a "
+                             f"{self.H}x{self.W} image")
+
+    @property
+    def OH(self) -> int:
+        return (self.H + 2 * self.pad - self.k) // self.stride + 1
+
+    @property
+    def OW(self) -> int:
+        return (self.W + 2 * self.pad - self.k) // self.stride + 1
+
+    @property
+    def patch(self) -> int:
+        """Rows of the unrolled kernel (bias row not counted): ``C k k``."""
+        return self.C * self.k * self.k
+
+    @property
+    def pixels(self) -> int:
+        """Output pixels per channel, ``OH OW``."""
+        return self.OH * self.OW
+
+    def args(self) -> tuple[int, ...]:
+        """The integers the kernels take: ``C, H, W, k, stride, pad, OH, OW``."""
+        return self.C, self.H, self.W, self.k, self.stride, self.pad, self.OH, self.OW
+
+
+def unroll(weight: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+    """The conductance matrix of a ``(C_out, C_in, k, k)`` kernel: ``(C_in k k [+ 1], C_out)`` float32."""
+    W = weight.reshape(weight.shape[0], -1).T
+    if bias is not None:
+        W = np.vstack([W, np.asarray(bias).reshape(1, -1)])
+    return np.ascontiguousarray(W, dtype=np.float32)
+
+
+@njit(cache=True)
+def _span(o, stride, pad, k, size):
+    """For output position ``o``: the first input position of its window and the kernel offsets [lo, hi)
+    that fall inside the image."""
+    start = o * stride - pad
+    return start, max(0, -start), min(k, size - start)
+
+
+@njit(cache=True, fastmath=True)
+def im2col(x, C, H, W, k, stride, pad, OH, OW, out):
+    """Patches of the (B, C H W) images ``x`` as the rows of ``out`` (B OH OW, C k k), pixel-major per sample."""
+    B = x.shape[0]
+    for b in range(B):
+        for oh in range(OH):
+            y0, ylo, yhi = _span(oh, stride, pad, k, H)
+            for ow in range(OW):
+                x0, xlo, xhi = _span(ow, stride, pad, k, W)
+                row = out[(b * OH + oh) * OW + ow]
+                row[:] = 0.0
+                for c in range(C):
+                    for ky in range(ylo, yhi):
+                        src = (c * H + y0 + ky) * W + x0
+                        dst = (c * k + ky) * k
+                        for kx in range(xlo, xhi):  # a contiguous run in both arrays
+                            row[dst + kx] = x[b, src + kx]
+
+
+@njit(cache=True, fastmath=True)
+def col2im(cols, C, H, W, k, stride, pad, OH, OW, out):
+    """Adds each patch row of ``cols`` (B OH OW, C k k) back into the (B, C H W) images ``out``; the adjoint of
+    :func:`im2col` (overhanging entries fall on the padding and are dropped)."""
+    B = out.shape[0]
+    for b in range(B):
+        for oh in range(OH):
+            y0, ylo, yhi = _span(oh, stride, pad, k, H)
+            for ow in range(OW):
+                x0, xlo, xhi = _span(ow, stride, pad, k, W)
+                row = cols[(b * OH + oh) * OW + ow]
+                for c in range(C):
+                    for ky in range(ylo, yhi):
+                        dst = (c * H + y0 + ky) * W + x0
+                        src = (c * k + ky) * k
+                        for kx in range(xlo, xhi):
+                            out[b, dst + kx] += row[src + kx]
+
+
+@njit(cache=True)
+def conv_read(x, Wc, out, C, H, W, k, stride, pad, OH, OW, block, per, key, ctr, patches, pix, xb, yb):
+    """``out = conv(x)`` through the tiles: (B, C H W) images, already through the DAC, to (B, C_out OH OW), NCHW.
+
+    Args:
+        Wc: the unrolled kernel (C k k [+ 1 bias row], C_out), as read from the conductances.
+        block: tile rows. per, key, ctr: periphery and noise stream, as for :func:`crossbar_sim.kernels.mvm`;
+            the read's rows are the B OH OW patches, so each pixel draws its own noise.
+        patches: scratch (B OH OW, C k k); pix: scratch (B OH OW, C_out); xb, yb: the scratch of ``mvm``.
+
+    Returns:
+        The noise counter after the read.
+    """
+    B = x.shape[0]
+    P = OH * OW
+    co = Wc.shape[1]
+    im2col(x, C, H, W, k, stride, pad, OH, OW, patches)
+    ctr = mvm(patches, Wc, pix, False, block, per, key, ctr, 0, B * P, xb, yb)
+    for b in range(B):
+        for p in range(P):
+            row = pix[b * P + p]
+            for j in range(co):
+                out[b, j * P + p] = row[j]
+    return ctr
+
+
+@njit(cache=True)
+def conv_transpose_read(y, WTc, out, C, H, W, k, stride, pad, OH, OW, block, per, key, ctr, pix, cols, xb, yb):
+    """``out = conv^T(y)`` through the same conductances read backwards: (B, C_out OH OW), already through the
+    DAC, to (B, C H W).
+
+    Args:
+        WTc: the unrolled kernel transposed, (C_out, C k k), without the bias row (the transposed read drives
+            the columns; the bias line is not an input there).
+        block: tile columns. pix: scratch (B OH OW, C_out); cols: scratch (B OH OW, C k k).
+
+    Returns:
+        The noise counter after the read.
+    """
+    B = y.shape[0]
+    P = OH * OW
+    co = WTc.shape[0]
+    for b in range(B):
+        for p in range(P):
+            row = pix[b * P + p]
+            for j in range(co):
+                row[j] = y[b, j * P + p]
+    ctr = mvm(pix, WTc, cols, False, block, per, key, ctr, 0, B * P, xb, yb)
+    out[:, :] = 0.0
+    col2im(cols, C, H, W, k, stride, pad, OH, OW, out)
+    return ctr
