@@ -36,6 +36,10 @@ class Diagnostics:
         self.blocks = [k for k, e in enumerate(network.edges) if e.adjacent]
         self.masks = [e.full_mask(network.sizes) for e in network.edges]
         self.connections = np.array([network.connections(network.edges[k]) for k in self.blocks], dtype=float)
+        # per statistics block: its connections among the unit rows (bias row left out), flat float64, or None
+        self.unit_masks = [None if self.masks[k] is None else
+                           self.masks[k][: network.sizes[network.edges[k].src]].ravel().astype(np.float64)
+                           for k in self.blocks]
         self.abs_sum = [np.zeros(s) for s in shapes]
         self.batches_total = 0
         self.epochs: list[dict] = []
@@ -55,12 +59,14 @@ class Diagnostics:
         """One batch's EP estimate (without learning rates), every block."""
         for k, d in enumerate(est):
             a = np.abs(d)
-            if self.masks[k] is not None:
-                a *= self.masks[k]
-            self.abs_sum[k] += a
+            self.abs_sum[k] += a  # absent connections are masked out when read (mean_abs_corrections)
             if k in self.blocks:  # the RMS over the block's connections, bias row left out
+                i = self.blocks.index(k)
                 units = a[: self.network.sizes[self.network.edges[k].src]].ravel()
-                self.r_sum[self.blocks.index(k)] += np.sqrt(np.dot(units, units) / self.connections[self.blocks.index(k)])
+                sq = units * units
+                mask = self.unit_masks[i]
+                total = sq.sum() if mask is None else np.dot(sq, mask)
+                self.r_sum[i] += np.sqrt(total / self.connections[i])
         self.batches += 1
         self.batches_total += 1
 
@@ -89,7 +95,7 @@ class Diagnostics:
 
     def mean_abs_corrections(self) -> list[np.ndarray]:
         """Mean |dW| of every connection over all batches so far, per block."""
-        return [a / max(self.batches_total, 1) for a in self.abs_sum]
+        return [a * (1.0 if m is None else m) / max(self.batches_total, 1) for a, m in zip(self.abs_sum, self.masks)]
 
     def summary(self) -> dict:
         return {"layers": self.labels(), "connections": self.connections.astype(int).tolist(),

@@ -34,8 +34,9 @@ class BatchResult:
     terms: list              # (coefficient, state layers): the estimate is sum of coefficient * g(layers)
 
 
-def grad_difference(engine: Engine, x: np.ndarray, first: list[np.ndarray], second: list[np.ndarray]) -> list[np.ndarray]:
-    """``g_e(first) - g_e(second)`` for every block e of the dynamics, as float64 (n_src + bias, n_dst).
+def grad_difference(engine: Engine, x: np.ndarray, first: list[np.ndarray], second: list[np.ndarray],
+                    scale: float = 1.0) -> list[np.ndarray]:
+    """``scale * (g_e(first) - g_e(second))`` for every block e of the dynamics, as float64 (n_src + bias, n_dst).
 
     ``first`` and ``second`` are the state layers 1..L of two phases. Each difference is one float32 GEMM over
     the two phases stacked along the batch; from the clamped input both phases share ``x``, so there it is
@@ -52,9 +53,9 @@ def grad_difference(engine: Engine, x: np.ndarray, first: list[np.ndarray], seco
         else:
             a = np.concatenate([first[e.src - 1], second[e.src - 1]])
             g[:n_src] = a.T @ np.concatenate([b1, -b2])
-        g[:n_src] /= B
+        g[:n_src] *= scale / B
         if e.bias:
-            g[-1] = engine.hi * (b1.mean(0, dtype=np.float64) - b2.mean(0, dtype=np.float64))
+            g[-1] = scale * engine.hi * (b1.mean(0, dtype=np.float64) - b2.mean(0, dtype=np.float64))
         out.append(g)
     return out
 
@@ -129,10 +130,10 @@ class EPStep:
             ops = ops + eng.phase_ops(res, B, nudged=True)
             nudged.append(eng.layers(Sb, B))
         if len(betas) == 2:
-            est = [d / (2 * ep.beta) for d in grad_difference(eng, x, nudged[0], nudged[1])]
+            est = grad_difference(eng, x, nudged[0], nudged[1], 1 / (2 * ep.beta))
             terms = [(1 / (2 * ep.beta), nudged[0]), (-1 / (2 * ep.beta), nudged[1])]
         else:
-            est = [d / betas[0] for d in grad_difference(eng, x, nudged[0], free_layers)]
+            est = grad_difference(eng, x, nudged[0], free_layers, 1 / betas[0])
             terms = [(1 / betas[0], nudged[0]), (-1 / betas[0], free_layers)]
         if eng.loss == K.LOSS_CE:
             est.append(sum(readout_grad(eng, layers[-1], y) for layers in nudged) / len(nudged))

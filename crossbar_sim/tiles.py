@@ -101,7 +101,9 @@ class IdealArray:
         self.refresh()
 
     def apply(self, dW: np.ndarray, rng: np.random.Generator) -> int:
-        self.W += dW if self.mask is None else dW * self.mask
+        self.W += dW
+        if self.mask is not None:
+            self.W *= self.mask  # an absent connection stays 0
         self.refresh()
         return 0
 
