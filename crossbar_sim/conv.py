@@ -117,13 +117,17 @@ def col2im(cols, C, H, W, k, stride, pad, OH, OW, out):
 
 
 @njit(cache=True)
-def conv_read(x, Wc, out, C, H, W, k, stride, pad, OH, OW, block, per, key, ctr, patches, pix, xb, yb):
+def conv_read(x, Wc, out, accumulate, C, H, W, k, stride, pad, OH, OW, block, per, key, ctr, row0, B_total,
+              patches, pix, xb, yb):
     """``out = conv(x)`` through the tiles: (B, C H W) images, already through the DAC, to (B, C_out OH OW), NCHW.
 
     Args:
         Wc: the unrolled kernel (C k k [+ 1 bias row], C_out), as read from the conductances.
+        accumulate: add to ``out`` instead of overwriting it.
         block: tile rows. per, key, ctr: periphery and noise stream, as for :func:`crossbar_sim.kernels.mvm`;
             the read's rows are the B OH OW patches, so each pixel draws its own noise.
+        row0, B_total: ``x`` holds samples ``row0 ..`` of a batch of ``B_total`` (noise is indexed by the pixel
+            in the whole batch, so it does not depend on how the batch is split between threads).
         patches: scratch (B OH OW, C k k); pix: scratch (B OH OW, C_out); xb, yb: the scratch of ``mvm``.
 
     Returns:
@@ -133,23 +137,27 @@ def conv_read(x, Wc, out, C, H, W, k, stride, pad, OH, OW, block, per, key, ctr,
     P = OH * OW
     co = Wc.shape[1]
     im2col(x, C, H, W, k, stride, pad, OH, OW, patches)
-    ctr = mvm(patches, Wc, pix, False, block, per, key, ctr, 0, B * P, xb, yb)
+    ctr = mvm(patches, Wc, pix, False, block, per, key, ctr, row0 * P, B_total * P, xb, yb)
+    if not accumulate:
+        out[:, :] = 0.0
     for b in range(B):
         for p in range(P):
             row = pix[b * P + p]
             for j in range(co):
-                out[b, j * P + p] = row[j]
+                out[b, j * P + p] += row[j]
     return ctr
 
 
 @njit(cache=True)
-def conv_transpose_read(y, WTc, out, C, H, W, k, stride, pad, OH, OW, block, per, key, ctr, pix, cols, xb, yb):
+def conv_transpose_read(y, WTc, out, accumulate, C, H, W, k, stride, pad, OH, OW, block, per, key, ctr, row0,
+                        B_total, pix, cols, xb, yb):
     """``out = conv^T(y)`` through the same conductances read backwards: (B, C_out OH OW), already through the
     DAC, to (B, C H W).
 
     Args:
         WTc: the unrolled kernel transposed, (C_out, C k k), without the bias row (the transposed read drives
             the columns; the bias line is not an input there).
+        accumulate, row0, B_total: as for :func:`conv_read`.
         block: tile columns. pix: scratch (B OH OW, C_out); cols: scratch (B OH OW, C k k).
 
     Returns:
@@ -163,7 +171,8 @@ def conv_transpose_read(y, WTc, out, C, H, W, k, stride, pad, OH, OW, block, per
             row = pix[b * P + p]
             for j in range(co):
                 row[j] = y[b, j * P + p]
-    ctr = mvm(pix, WTc, cols, False, block, per, key, ctr, 0, B * P, xb, yb)
-    out[:, :] = 0.0
+    ctr = mvm(pix, WTc, cols, False, block, per, key, ctr, row0 * P, B_total * P, xb, yb)
+    if not accumulate:
+        out[:, :] = 0.0
     col2im(cols, C, H, W, k, stride, pad, OH, OW, out)
     return ctr

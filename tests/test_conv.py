@@ -23,13 +23,15 @@ def _per(analog, rows=256):
     return per
 
 
-def _forward(x, Wc, g, per, block, key=7):
+def _forward(x, Wc, g, per, block, key=7, out=None, row0=0, B_total=None):
     B, co = x.shape[0], Wc.shape[1]
-    out = np.empty((B, co * g.pixels), np.float32)
+    accumulate = out is not None
+    out = np.empty((B, co * g.pixels), np.float32) if out is None else out
     rows = B * g.pixels
     scratch = (np.empty((rows, g.patch), np.float32), np.empty((rows, co), np.float32), np.empty(rows, np.float32),
                np.empty(rows * co, np.float32))
-    ctr = CV.conv_read(x, Wc, out, *g.args(), block, per, np.uint64(key), np.uint64(5), *scratch)
+    ctr = CV.conv_read(x, Wc, out, accumulate, *g.args(), block, per, np.uint64(key), np.uint64(5), row0,
+                       B if B_total is None else B_total, *scratch)
     return out, ctr
 
 
@@ -39,7 +41,8 @@ def _backward(y, WTc, g, per, block, key=7):
     rows = B * g.pixels
     scratch = (np.empty((rows, WTc.shape[0]), np.float32), np.empty((rows, g.patch), np.float32),
                np.empty(rows, np.float32), np.empty(rows * g.patch, np.float32))
-    ctr = CV.conv_transpose_read(y, WTc, out, *g.args(), block, per, np.uint64(key), np.uint64(5), *scratch)
+    ctr = CV.conv_transpose_read(y, WTc, out, False, *g.args(), block, per, np.uint64(key), np.uint64(5), 0, B,
+                                 *scratch)
     return out, ctr
 
 
@@ -102,6 +105,20 @@ def test_kernels_match_their_numpy_twins_through_the_periphery(g, bias):
     np.testing.assert_allclose(back, want_b, rtol=1e-5, atol=2e-5)
     exact, _ = _forward(x, Wc, g, _per(False), 256)
     assert not np.allclose(got, exact, atol=1e-4)  # the periphery did act
+
+
+def test_a_batch_read_in_two_parts_draws_the_same_noise_and_accumulates():
+    """The settle loop reads its rows in per-thread chunks: the noise of a pixel must not depend on the split."""
+    g = GEOMETRIES[1]
+    x, w, b, _ = _data(g, 4, B=5, seed=3)
+    per = _per(True, rows=7)
+    Wc = unroll(w, b)
+    whole, _ = _forward(x, Wc, g, per, 7)
+    top, _ = _forward(x[:2], Wc, g, per, 7, row0=0, B_total=5)
+    bottom, _ = _forward(x[2:], Wc, g, per, 7, row0=2, B_total=5)
+    np.testing.assert_array_equal(np.vstack([top, bottom]), whole)
+    twice, _ = _forward(x, Wc, g, per, 7, out=whole.copy())
+    np.testing.assert_allclose(twice, 2 * whole, rtol=1e-6)
 
 
 def test_a_kernel_that_does_not_fit_is_refused():
