@@ -79,6 +79,11 @@ class EPConfig:
 class TrainConfig:
     epochs: int = spec(10, lo=1)
     lr: Union[float, list[float]] = spec(0.1, lo=0.0)
+    # SGD with momentum and weight decay on the write-back (see Trainer._step): the velocity is a digital
+    # buffer beside each array, the decay reads the array's weights.
+    momentum: float = spec(0.0, lo=0.0, hi=1.0)
+    nesterov: bool = False
+    weight_decay: float = spec(0.0, lo=0.0)
 
 
 @dataclass
@@ -175,6 +180,14 @@ class Scenario:
         if self.data.name in REGRESSION and self.ep.loss != "mse":
             raise ConfigError(f"ep.loss: {self.data.name} is a regression set; its output layer is a state nudged "
                               f"by the squared error, so use loss: mse, not {self.ep.loss}")
+        t = self.train
+        if (t.momentum > 0 or t.weight_decay > 0) and self.hardware.update.mode == "pulse_trains":
+            raise ConfigError("train.momentum / train.weight_decay: pulse trains write each phase's outer products "
+                              "directly, so there is no update to smooth or decay; use update.mode: pulse_count")
+        if t.momentum >= 1.0:
+            raise ConfigError(f"train.momentum: expected a value below 1, got {t.momentum}")
+        if t.nesterov and t.momentum == 0:
+            raise ConfigError("train.nesterov: needs train.momentum > 0")
         n_mats = len(sizes) - 1
         if isinstance(self.train.lr, list) and len(self.train.lr) != n_mats:
             raise ConfigError(f"train.lr: expected one rate per layer pair ({n_mats}: the matrix into each layer), "

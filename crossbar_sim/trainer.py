@@ -112,6 +112,9 @@ class Trainer:
         self.step = EPStep(self.engine, scenario.ep)
         self.lrs = block_rates(self.network, scenario.train.lr)
         self.diag = Diagnostics(self.network, [a.W_view.shape for a in self.engine.arrays])
+        # SGD momentum: one velocity per block, a digital buffer beside its array (None without momentum)
+        self.velocity = ([np.zeros(a.W_view.shape) for a in self.engine.arrays]
+                         if scenario.train.momentum > 0 else None)
         self.counters = Counters()
         n_train = len(dataset.x_train)
         self.particles = (np.zeros((n_train, self.engine.state_size()), dtype=np.float32)
@@ -133,6 +136,7 @@ class Trainer:
                          "history": [dict(r) for r in c.history]},
             "particles": None if self.particles is None else self.particles.copy(),
             "diagnostics": self.diag.state(),
+            "velocity": None if self.velocity is None else [v.copy() for v in self.velocity],
             "wall_seconds": self.wall_seconds(),
         }
 
@@ -145,6 +149,9 @@ class Trainer:
         if self.particles is not None:
             self.particles[:] = state["particles"]
         self.diag.load_state(state["diagnostics"])
+        if self.velocity is not None:
+            for v, saved in zip(self.velocity, state["velocity"]):
+                v[:] = saved
         self._wall_offset = state["wall_seconds"]
         self._t0 = time.perf_counter()
 
@@ -206,9 +213,24 @@ class Trainer:
                     events.append((coef, a, layers[e.dst - 1]))
                 array.apply_trains(events, lr, self.rng["write"])
             else:  # counted pulses (the cross-entropy readout always: its gradient is no phase difference)
+                g = self._direction(k, g, array)
                 array.apply(lr * g, self.rng["write"])
             if watched:
                 self.diag.record_write(k, lr * g, array.W_view - before)
+
+    def _direction(self, k: int, g: np.ndarray, array) -> np.ndarray:
+        """The step of block ``k`` for the EP estimate ``g``: SGD, with weight decay ``g - wd W`` (W as the
+        array reads, bias row included) and momentum ``v = mu v + g``, stepping along ``v`` or, with Nesterov,
+        ``g + mu v``."""
+        t = self.scenario.train
+        if t.weight_decay > 0:
+            g = g - t.weight_decay * array.W_view
+        if self.velocity is None:
+            return g
+        v = self.velocity[k]
+        v *= t.momentum
+        v += g
+        return g + t.momentum * v if t.nesterov else v
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> float:
         """Accuracy of the free equilibrium's prediction on (x, y); for regression, its mean half squared

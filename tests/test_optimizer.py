@@ -1,0 +1,67 @@
+"""SGD momentum and weight decay on the write-back: the recurrence, the checkpoint, and the rules."""
+import pickle
+
+import numpy as np
+import pytest
+
+from crossbar_sim.config import ConfigError, load_scenario
+from crossbar_sim.run import dataset_for
+from crossbar_sim.trainer import Trainer
+
+RAW = {"data": {"name": "digits", "train_limit": 128, "batch_size": 32}, "train": {"epochs": 3, "lr": 0.05},
+       "ep": {"free_steps": 8, "nudge_steps": 4}}
+
+
+def _trainer(**train):
+    sc = load_scenario(raw={**RAW, "train": {**RAW["train"], **train},
+                            "hardware": {"device": {"model": "linear_step", "bits": 8}}})
+    return sc, Trainer(sc, dataset_for(sc), sc.hardware.device.build(), progress=False)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_the_step_follows_the_momentum_recurrence(nesterov):
+    _, tr = _trainer(momentum=0.9, nesterov=nesterov, weight_decay=0.01)
+    array = tr.engine.arrays[0]
+    g1, g2 = (np.random.default_rng(s).normal(size=array.W_view.shape) for s in (1, 2))
+    W = array.W_view.astype(np.float64)
+    d1 = g1 - 0.01 * W
+    step1 = tr._direction(0, g1, array)
+    np.testing.assert_allclose(step1, d1 + 0.9 * d1 if nesterov else d1, rtol=1e-6, atol=1e-9)
+    d2 = g2 - 0.01 * W
+    v2 = 0.9 * d1 + d2
+    step2 = tr._direction(0, g2, array)
+    np.testing.assert_allclose(step2, d2 + 0.9 * v2 if nesterov else v2, rtol=1e-6, atol=1e-9)
+
+
+def test_without_momentum_or_decay_the_step_is_the_estimate():
+    _, tr = _trainer()
+    g = np.ones(tr.engine.arrays[1].W_view.shape)
+    assert tr._direction(1, g, tr.engine.arrays[1]) is g and tr.velocity is None
+
+
+def test_momentum_survives_a_checkpoint():
+    sc, whole = _trainer(momentum=0.8, weight_decay=1e-3)
+    whole.fit()
+    _, first = _trainer(momentum=0.8, weight_decay=1e-3)
+    first.scenario.train.epochs = 1
+    first.fit()
+    first.scenario.train.epochs = 3
+    state = pickle.loads(pickle.dumps(first.state()))
+    _, second = _trainer(momentum=0.8, weight_decay=1e-3)
+    second.load_state(state)
+    second.fit()
+    for a, b in zip(second.velocity, whole.velocity):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(second.engine.arrays, whole.engine.arrays):
+        np.testing.assert_array_equal(a.G, b.G)
+    assert np.abs(whole.velocity[0]).sum() > 0
+
+
+@pytest.mark.parametrize("train,hardware,message", [
+    ({"momentum": 0.9}, {"update": {"mode": "pulse_trains"}}, "use update.mode: pulse_count"),
+    ({"momentum": 1.0}, {}, "train.momentum: expected a value below 1"),
+    ({"nesterov": True}, {}, "train.nesterov: needs train.momentum > 0"),
+])
+def test_bad_optimiser_settings_are_refused(train, hardware, message):
+    with pytest.raises(ConfigError, match=message):
+        load_scenario(raw={**RAW, "train": {**RAW["train"], **train}, "hardware": hardware})
