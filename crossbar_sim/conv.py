@@ -13,61 +13,10 @@ layers. The slow NumPy twins are in :mod:`crossbar_sim.twins`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import numpy as np
 from numba import njit
 
-from crossbar_sim.kernels import mvm
-
-
-@dataclass(frozen=True)
-class ConvGeometry:
-    """A 2-D convolution's shapes: ``C`` input channels of ``H x W``, ``k x k`` kernels, stride, zero padding."""
-
-    C: int
-    H: int
-    W: int
-    k: int
-    stride: int = 1
-    pad: int = 0
-
-    def __post_init__(self):
-        if min(self.C, self.H, self.W, self.k, self.stride) < 1 or self.pad < 0:
-            raise ValueError(f"convolution: sizes, kernel and stride must be >= 1 and padding >= 0, got {self}")
-        if self.OH < 1 or self.OW < 1:
-            raise ValueError(f"convolution: a {self.k}x{self.k} kernel with padding {self.pad} does not fit a "
-                             f"{self.H}x{self.W} image")
-
-    @property
-    def OH(self) -> int:
-        return (self.H + 2 * self.pad - self.k) // self.stride + 1
-
-    @property
-    def OW(self) -> int:
-        return (self.W + 2 * self.pad - self.k) // self.stride + 1
-
-    @property
-    def patch(self) -> int:
-        """Rows of the unrolled kernel (bias row not counted): ``C k k``."""
-        return self.C * self.k * self.k
-
-    @property
-    def pixels(self) -> int:
-        """Output pixels per channel, ``OH OW``."""
-        return self.OH * self.OW
-
-    def args(self) -> tuple[int, ...]:
-        """The integers the kernels take: ``C, H, W, k, stride, pad, OH, OW``."""
-        return self.C, self.H, self.W, self.k, self.stride, self.pad, self.OH, self.OW
-
-
-def unroll(weight: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
-    """The conductance matrix of a ``(C_out, C_in, k, k)`` kernel: ``(C_in k k [+ 1], C_out)`` float32."""
-    W = weight.reshape(weight.shape[0], -1).T
-    if bias is not None:
-        W = np.vstack([W, np.asarray(bias).reshape(1, -1)])
-    return np.ascontiguousarray(W, dtype=np.float32)
+from crossbar_sim.reads import mvm
+from networks.convolution import ConvGeometry, unroll  # noqa: F401  (re-exported: the geometry and the layout)
 
 
 @njit(cache=True)

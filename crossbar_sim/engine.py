@@ -57,13 +57,19 @@ class Engine:
         self.loss = K.LOSS_MSE if network.readout == "state" else K.LOSS_CE
         self.per = periphery.vector(model, self.hi)
         self.periphery = periphery
-        shapes = [(int(self.n[e.src]) + e.bias, int(self.n[e.dst])) for e in self.edges]
-        self.edge_table = np.zeros((len(self.edges), 5), dtype=np.int64)
+        shapes = [e.shape(network.sizes) for e in self.edges]
+        self.edge_table = np.zeros((len(self.edges), K.N_EDGE), dtype=np.int64)
+        geometries = []
         wsize = wtsize = 0
         for k, (e, (r, c)) in enumerate(zip(self.edges, shapes)):
-            self.edge_table[k] = (e.src, e.dst, wsize, wtsize, e.bias)
+            conv = -1
+            if e.conv is not None:
+                conv = len(geometries)
+                geometries.append(e.conv.args())
+            self.edge_table[k] = (e.src, e.dst, wsize, wtsize, e.bias, conv)
             wsize += r * c
             wtsize += (r - e.bias) * c
+        self.conv_table = np.array(geometries, dtype=np.int64).reshape(-1, 8)
         # Blocks between two state layers, per layer, in block order: what the kernel reads for that layer.
         inner = [[k for k, e in enumerate(network.state_edges) if e.src >= 1 and l in (e.src, e.dst)]
                  for l in range(self.L + 1)]
@@ -73,7 +79,8 @@ class Engine:
         self.Wf = np.zeros(wsize, dtype=np.float32)
         self.WTf = np.zeros(wtsize, dtype=np.float32)
         self.arrays = []
-        for (src, dst, wo, wto, bias), e, (r, c), W0 in zip(self.edge_table, self.edges, shapes, weights0, strict=True):
+        for (src, dst, wo, wto, bias, _), e, (r, c), W0 in zip(self.edge_table, self.edges, shapes, weights0,
+                                                              strict=True):
             W_view = self.Wf[wo: wo + r * c].reshape(r, c)
             WT_view = self.WTf[wto: wto + (r - bias) * c].reshape(c, r - bias)
             mask = e.full_mask(network.sizes)
@@ -132,11 +139,12 @@ class Engine:
         chunks = max(1, min(numba.get_num_threads(), B))
         work = self._work.get((B, chunks))
         if work is None:
-            work = self._work[(B, chunks)] = np.zeros(K.work_size(B, list(self.n), chunks), dtype=np.float32)
+            work = self._work[(B, chunks)] = np.zeros(K.work_size(B, list(self.n), chunks, self.edge_table,
+                                                                  self.conv_table), dtype=np.float32)
         Q = np.empty_like(S) if self.analog else S
         cfg = np.array([K.DYNAMICS[dynamics], self.loss, steps, beta, eps, self.hi, tol], dtype=np.float64)
         with blas.limit_threads(1):
-            out = K.settle(xq, y, S, Q, self.Wf, self.WTf, self.n, self.state_offsets(B), self.edge_table,
+            out = K.settle(xq, y, S, Q, self.Wf, self.WTf, self.n, self.state_offsets(B), self.edge_table, self.conv_table,
                            self.adj_ptr, self.adj, self.color, cfg, self.per, new_key(self.rng), np.uint64(0), work,
                            chunks)
         return PhaseResult(*out)
@@ -165,17 +173,19 @@ class Engine:
         digitises its own partial sums. A forward read drives the ``n_src (+ 1)`` rows (the bias line too)
         and digitises ``n_dst`` columns in every row tile; a transposed read drives the ``n_dst`` columns and
         digitises the ``n_src`` unit rows in every column tile. Every read senses both devices of each pair
-        it spans that exists (a masked connection is no device).
+        it spans that exists (a masked connection is no device). A convolution reads its unrolled kernel once
+        per output pixel.
         """
         e = self.edges[k]
-        rows, cols = int(self.n[e.src]) + e.bias, int(self.n[e.dst])
+        rows, cols = e.shape(self.network.sizes)
         row_tiles = -(-rows // self.periphery.rows)
         col_tiles = -(-cols // self.periphery.cols)
         units = rows - e.bias
         pairs = self.network.connections(e)
+        reads = 1 if e.conv is None else e.conv.pixels
         if transposed:
-            return np.array([1, cols * row_tiles, units * col_tiles, 2 * pairs], dtype=np.int64)
-        return np.array([1, rows * col_tiles, cols * row_tiles, 2 * (pairs + e.bias * cols)], dtype=np.int64)
+            return reads * np.array([1, cols * row_tiles, units * col_tiles, 2 * pairs], dtype=np.int64)
+        return reads * np.array([1, rows * col_tiles, cols * row_tiles, 2 * (pairs + e.bias * cols)], dtype=np.int64)
 
     def phase_ops(self, res: PhaseResult, batch: int, nudged: bool) -> np.ndarray:
         """``OPS`` counts of one phase: the clamped input's blocks read once per sample, then, for every step

@@ -19,6 +19,7 @@ import numpy as np
 
 from crossbar_sim import kernels as K
 from crossbar_sim.engine import Engine
+from networks.convolution import nchw_to_pixels, patches
 
 
 class SimulationError(RuntimeError):
@@ -45,6 +46,9 @@ def grad_difference(engine: Engine, x: np.ndarray, first: list[np.ndarray], seco
     B = x.shape[0]
     out = []
     for e in engine.network.state_edges:
+        if e.conv is not None:
+            out.append(_conv_grad_difference(engine, e, x, first, second, scale))
+            continue
         b1, b2 = first[e.dst - 1], second[e.dst - 1]
         n_src = x.shape[1] if e.src == 0 else first[e.src - 1].shape[1]
         g = np.empty((n_src + e.bias, b1.shape[1]))
@@ -57,6 +61,23 @@ def grad_difference(engine: Engine, x: np.ndarray, first: list[np.ndarray], seco
         if e.bias:
             g[-1] = scale * engine.hi * (b1.mean(0, dtype=np.float64) - b2.mean(0, dtype=np.float64))
         out.append(g)
+    return out
+
+
+def _conv_grad_difference(engine, e, x, first, second, scale):
+    """The same for a convolutional block: the patches of the source against the destination's pixels, summed
+    over pixels (the kernel is shared by every pixel), the bias row over pixels too."""
+    g, B = e.conv, x.shape[0]
+    pix1, pix2 = nchw_to_pixels(first[e.dst - 1], g), nchw_to_pixels(second[e.dst - 1], g)
+    if e.src == 0:
+        p = patches(x, g)
+        a, b = p, p
+    else:
+        a, b = patches(first[e.src - 1], g), patches(second[e.src - 1], g)
+    out = np.empty(e.shape(engine.network.sizes))
+    out[: g.patch] = (np.concatenate([a, b]).T @ np.concatenate([pix1, -pix2])) * (scale / B)
+    if e.bias:
+        out[-1] = scale * engine.hi * (pix1.sum(0, dtype=np.float64) - pix2.sum(0, dtype=np.float64)) / B
     return out
 
 

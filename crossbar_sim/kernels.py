@@ -1,4 +1,5 @@
-"""Numba kernels of the relaxation: DAC, tiled analog matrix-vector product, and the settle loop.
+"""Numba kernels of the relaxation: the settle loop over dense and convolutional blocks (the reads are in
+:mod:`crossbar_sim.reads` and :mod:`crossbar_sim.conv`).
 
 Kernels are plain functions over arrays and scalars; :mod:`crossbar_sim.engine` translates a network on
 tiles into these arrays once, and :mod:`crossbar_sim.twins` holds the slow NumPy twin of each kernel.
@@ -8,8 +9,12 @@ Array conventions (all float32, C-contiguous, batch first):
 * ``S``: every state layer, flattened one after the other; layer ``l`` (1..L) is the (B, n[l]) block
   starting at ``soff[l]``. ``Q`` is the same layout after the DAC (``Q is S`` when the DAC is off).
 * ``edges``: one int64 row per connection block, ``EDGE_*`` columns: source and destination layer (src < dst),
-  offsets ``woff`` into ``Wf`` and ``wtoff`` into ``WTf``, and whether the block holds the destination's bias
-  row. With the cross-entropy readout its block (L -> L + 1) is the last row.
+  offsets ``woff`` into ``Wf`` and ``wtoff`` into ``WTf``, whether the block holds the destination's bias
+  row, and the row of ``conv`` describing a convolutional block (-1: dense). With the cross-entropy readout its
+  block (L -> L + 1) is the last row.
+* ``conv``: int64 rows ``C, H, W, k, stride, pad, OH, OW`` (:class:`crossbar_sim.conv.ConvGeometry`), one per
+  convolutional block. Such a block is stored unrolled, (C k k + bias, C_out) at ``woff`` and (C_out, C k k) at
+  ``wtoff``; its layers are images flattened per sample in NCHW order (n_src = C H W, n_dst = C_out OH OW).
 * ``Wf``: every block as read from its conductances, an (n_src + bias, n_dst) matrix at ``woff`` whose last
   row, if any, is the bias row (driven by the constant ``x_max``). ``WTf``: the same conductances in
   transposed layout, (n_dst, n_src) at ``wtoff``, without the bias row. Both are refreshed from one
@@ -28,12 +33,12 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from crossbar_sim.blas import gemm_rows
-from crossbar_sim.rng import normal32
+from crossbar_sim.conv import conv_read, conv_transpose_read
+from crossbar_sim.reads import (N_PER, PER_ADC_RANGE, PER_ADC_STEPS, PER_ANALOG, PER_DAC_STEPS,  # noqa: F401
+                                PER_READ_SIGMA, PER_TILE_COLS, PER_TILE_ROWS, PER_X_MAX, dac, mvm)
 
-PER_ANALOG, PER_DAC_STEPS, PER_ADC_STEPS, PER_ADC_RANGE, PER_READ_SIGMA, PER_TILE_ROWS, PER_TILE_COLS, PER_X_MAX = range(8)
-N_PER = 8
-EDGE_SRC, EDGE_DST, EDGE_WOFF, EDGE_WTOFF, EDGE_BIAS = range(5)
+EDGE_SRC, EDGE_DST, EDGE_WOFF, EDGE_WTOFF, EDGE_BIAS, EDGE_CONV = range(6)
+N_EDGE = 6
 CFG_DYN, CFG_LOSS, CFG_T, CFG_BETA, CFG_EPS, CFG_HI, CFG_TOL = range(7)
 N_CFG = 7
 DYN_EULER, DYN_FIXED_POINT, DYN_COORDINATE = 0, 1, 2
@@ -41,105 +46,6 @@ DYNAMICS = {"euler": DYN_EULER, "fixed_point": DYN_FIXED_POINT, "coordinate": DY
 LOSS_MSE, LOSS_CE = 0, 1
 LOSSES = {"mse": LOSS_MSE, "cross_entropy": LOSS_CE}
 STATUS_OK, STATUS_NONFINITE = 0, 1
-
-
-# The converters and the layer update are compiled with fast-math so that their loops vectorise. Non-finite
-# values are therefore not caught inside them but afterwards, on the states and pre-activations (settle).
-@njit(cache=True, fastmath=True)
-def dac(src, dst, steps, lo, hi):
-    """Quantise ``src`` onto ``steps + 1`` evenly spaced levels in [lo, hi] (clipping), into ``dst``.
-
-    ``steps == 0`` means no quantisation: a clipped copy. Arrays are flat float32.
-    """
-    lo_ = np.float32(lo)
-    hi_ = np.float32(hi)
-    if steps <= 0:
-        for i in range(src.size):
-            dst[i] = min(max(src[i], lo_), hi_)
-        return
-    scale = np.float32(steps / (hi - lo))
-    inv = np.float32((hi - lo) / steps)
-    half = np.float32(0.5)
-    for i in range(src.size):
-        v = min(max(src[i], lo_), hi_)
-        dst[i] = lo_ + np.floor((v - lo_) * scale + half) * inv
-
-
-@njit(cache=True, fastmath=True)
-def mvm(x, W, out, accumulate, block, per, key, ctr, row0, B_total, xb, yb):
-    """One read of a crossbar matrix: ``out (+)= x @ W`` through the periphery.
-
-    Args:
-        x: (B, n_in) float32 inputs, already through the DAC.
-        W: (n_in, n_out) or (n_in + 1, n_out) float32; an extra last row is a bias row driven by ``per[PER_X_MAX]``.
-        out: (B, n_out) float32 result; overwritten unless ``accumulate``.
-        block: rows per physical tile in this direction (tile rows forward, tile columns backward).
-        per: periphery vector. With ``per[PER_ANALOG] == 0`` the read is an exact float product.
-        key, ctr: noise stream and the index of its first draw (uint64).
-        row0, B_total: ``x`` holds rows ``row0 ..`` of a batch of ``B_total``. Noise is indexed by the row in the
-            whole batch, so a row's draws do not depend on how the batch is split between threads.
-        xb: flat float32 scratch of at least B elements; yb: at least B * n_out elements.
-
-    Returns:
-        The noise counter after this read.
-
-    In analog mode each tile's column currents are summed in analog, get read noise, and are digitised by the
-    ADC; the tiles stacked along the input dimension are then added digitally. Read noise is each device's
-    white conductance noise summed over its column: for inputs ``x`` on a tile its std is
-    ``per[PER_READ_SIGMA] * ||x||_2``, independent per output and per read.
-    """
-    B, n_in = x.shape
-    n_rows, n_out = W.shape
-    has_bias = n_rows > n_in
-    x_max = np.float32(per[PER_X_MAX])
-    if per[PER_ANALOG] == 0.0:
-        gemm_rows(x, 0, n_in, W, 0, out, 1.0 if accumulate else 0.0)
-        if has_bias:
-            for b in range(B):
-                for j in range(n_out):
-                    out[b, j] += x_max * W[n_in, j]
-        return ctr
-    sigma = per[PER_READ_SIGMA]
-    adc_steps = per[PER_ADC_STEPS]
-    R = np.float32(per[PER_ADC_RANGE])
-    q = np.float32(2.0 * per[PER_ADC_RANGE] / adc_steps if adc_steps > 0 else 0.0)
-    inv_q = np.float32(1.0 / q if adc_steps > 0 else 0.0)
-    ys = yb[: B * n_out].reshape(B, n_out)
-    scale = xb[:B]
-    first = not accumulate
-    for r0 in range(0, n_rows, block):
-        r1 = min(r0 + block, n_rows)
-        c1 = min(r1, n_in)  # the bias row, when in this tile, is added below rather than multiplied
-        bias_here = has_bias and r1 > n_in
-        gemm_rows(x, r0, c1, W, r0, ys, 0.0)
-        for b in range(B):
-            ss = x_max * x_max if bias_here else np.float32(0.0)
-            for i in range(r0, c1):
-                ss += x[b, i] * x[b, i]
-            scale[b] = sigma * math.sqrt(ss)
-        for b in range(B):
-            row = ys[b]
-            if bias_here:
-                for j in range(n_out):
-                    row[j] += x_max * W[n_in, j]
-            if sigma > 0.0:
-                sb = np.float32(scale[b])
-                base = ctr + np.uint64((row0 + b) * n_out)
-                for j in range(n_out):
-                    row[j] += sb * normal32(key, base + np.uint64(j))
-            if q > 0.0:
-                for j in range(n_out):
-                    row[j] = np.floor(min(max(row[j], -R), R) * inv_q + np.float32(0.5)) * q
-            dst = out[b]
-            if first:
-                for j in range(n_out):
-                    dst[j] = row[j]
-            else:
-                for j in range(n_out):
-                    dst[j] += row[j]
-        ctr += np.uint64(B_total * n_out)
-        first = False
-    return ctr
 
 
 @njit(cache=True)
@@ -154,8 +60,8 @@ def _weights(Wf, off, rows, cols):
 
 
 @njit(cache=True)
-def _drive(l, c, x, y, Q, Wf, WTf, n, soff, edges, adj_ptr, adj, drive_in, has_in, pre, beta, loss, per, key, ctr,
-           xb, yb, ce):
+def _drive(l, c, x, y, Q, Wf, WTf, n, soff, edges, conv, adj_ptr, adj, drive_in, has_in, pre, beta, loss, per, key,
+           ctr, xb, yb, ce, cbuf):
     """Everything that pushes on layer ``l`` for rows ``c = (b0, b1, B)``: the clamped input's drive, every
     block to another state layer (forward from below, transposed from above), and the cross-entropy nudge.
     Writes the pre-activation into ``pre``; returns the noise counter."""
@@ -170,7 +76,14 @@ def _drive(l, c, x, y, Q, Wf, WTf, n, soff, edges, adj_ptr, adj, drive_in, has_i
     for k in range(adj_ptr[l], adj_ptr[l + 1]):
         e = adj[k]
         src, dst = edges[e, EDGE_SRC], edges[e, EDGE_DST]
-        if dst == l:  # from below, through the block as stored
+        if edges[e, EDGE_CONV] >= 0:
+            if dst == l:
+                ctr = _conv_forward(e, _rows(Q, soff[src], n[src], b0, b1), Wf, n, edges, conv, b0, B, pre, filled,
+                                    rows, per, key, ctr, xb, yb, cbuf)
+            else:
+                ctr = _conv_backward(e, Q, WTf, n, soff, edges, conv, b0, b1, B, pre, filled, cols, per, key, ctr,
+                                     xb, yb, cbuf)
+        elif dst == l:  # from below, through the block as stored
             ctr = mvm(_rows(Q, soff[src], n[src], b0, b1), _weights(Wf, edges[e, EDGE_WOFF], n[src] + edges[e, EDGE_BIAS],
                       n[l]), pre, filled, rows, per, key, ctr, b0, B, xb, yb)
         else:  # from above, through the same conductances transposed
@@ -205,6 +118,58 @@ def _drive(l, c, x, y, Q, Wf, WTf, n, soff, edges, adj_ptr, adj, drive_in, has_i
             for j in range(n[L]):
                 pre[b, j] += beta * fb[b, j]
     return ctr
+
+
+@njit(cache=True)
+def _conv_scratch(e, n, edges, conv, Bc, cbuf):
+    """Geometry of convolutional block ``e`` and its patch and pixel scratch for ``Bc`` rows."""
+    g = edges[e, EDGE_CONV]
+    P = conv[g, 6] * conv[g, 7]
+    patch = conv[g, 0] * conv[g, 3] * conv[g, 3]
+    co = n[edges[e, EDGE_DST]] // P
+    patches = cbuf[: Bc * P * patch].reshape(Bc * P, patch)
+    pix = cbuf[Bc * P * patch: Bc * P * (patch + co)].reshape(Bc * P, co)
+    return g, patch, co, patches, pix
+
+
+@njit(cache=True)
+def _conv_forward(e, xs, Wf, n, edges, conv, b0, B, out, accumulate, block, per, key, ctr, xb, yb, cbuf):
+    """Convolutional block ``e`` read forward from its source rows ``xs`` (rows b0.. of the batch) into ``out``."""
+    g, patch, co, patches, pix = _conv_scratch(e, n, edges, conv, xs.shape[0], cbuf)
+    W = _weights(Wf, edges[e, EDGE_WOFF], patch + edges[e, EDGE_BIAS], co)
+    return conv_read(xs, W, out, accumulate, conv[g, 0], conv[g, 1], conv[g, 2], conv[g, 3], conv[g, 4], conv[g, 5],
+                     conv[g, 6], conv[g, 7], block, per, key, ctr, b0, B, patches, pix, xb, yb)
+
+
+@njit(cache=True)
+def _conv_backward(e, Q, WTf, n, soff, edges, conv, b0, b1, B, out, accumulate, block, per, key, ctr, xb, yb, cbuf):
+    """Convolutional block ``e`` read backwards (the transposed convolution) from its destination layer."""
+    dst = edges[e, EDGE_DST]
+    g, patch, co, patches, pix = _conv_scratch(e, n, edges, conv, b1 - b0, cbuf)
+    return conv_transpose_read(_rows(Q, soff[dst], n[dst], b0, b1), _weights(WTf, edges[e, EDGE_WTOFF], co, patch),
+                               out, accumulate, conv[g, 0], conv[g, 1], conv[g, 2], conv[g, 3], conv[g, 4],
+                               conv[g, 5], conv[g, 6], conv[g, 7], block, per, key, ctr, b0, B, pix, patches, xb, yb)
+
+
+@njit(cache=True)
+def scratch_dims(n, edges, conv):
+    """Per row of a chunk: the ``mvm`` scratch ``xb`` and ``yb`` and the convolution scratch, in elements.
+    A convolutional read has one row per output pixel, so its converters need P times the room."""
+    nmax = 0
+    for i in range(n.size):
+        nmax = max(nmax, n[i])
+    xm, ym, cm = 1, nmax, 0
+    for e in range(edges.shape[0]):
+        g = edges[e, EDGE_CONV]
+        if g < 0:
+            continue
+        P = conv[g, 6] * conv[g, 7]
+        patch = conv[g, 0] * conv[g, 3] * conv[g, 3]
+        co = n[edges[e, EDGE_DST]] // P
+        xm = max(xm, P)
+        ym = max(ym, P * max(co, patch))
+        cm = max(cm, P * (patch + co))
+    return xm, ym, cm
 
 
 @njit(cache=True, fastmath=True)
@@ -287,7 +252,7 @@ def _all_finite(a):
 
 
 @njit(cache=True)
-def _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, edges, adj_ptr, adj, color, cfg, per, key, ctr, work,
+def _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, edges, conv, adj_ptr, adj, color, cfg, per, key, ctr, work,
                  stats):
     """The settle loop for batch rows b0..b1 (one thread's share); results go into ``stats`` (see settle)."""
     dyn = int(cfg[CFG_DYN])
@@ -321,12 +286,15 @@ def _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, edges, adj_ptr, adj, colo
     pre_all = work[:o]
     drive_all = work[o: 2 * o]
     o *= 2
-    xb = work[o: o + Bc]
-    o += Bc
-    yb = work[o: o + Bc * nmax]
-    o += Bc * nmax
+    xm, ym, cm = scratch_dims(n, edges, conv)
+    xb = work[o: o + Bc * xm]
+    o += Bc * xm
+    yb = work[o: o + Bc * ym]
+    o += Bc * ym
     ce = work[o: o + 3 * Bc * nmax]
     o += 3 * Bc * nmax
+    cbuf = work[o: o + Bc * cm]
+    o += Bc * cm
     rowmax = work[o: o + Bc]
     rowsum = work[o + Bc: o + 2 * Bc]
     frozen = np.zeros(Bc, np.bool_)
@@ -345,9 +313,13 @@ def _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, edges, adj_ptr, adj, colo
     for e in range(n_state_edges):
         if edges[e, EDGE_SRC] == 0:
             l = edges[e, EDGE_DST]
-            ctr = mvm(xc, _weights(Wf, edges[e, EDGE_WOFF], n[0] + edges[e, EDGE_BIAS], n[l]),
-                      _rows(drive_all, poff[l], n[l], 0, Bc), has_in[l], int(per[PER_TILE_ROWS]), per, key, ctr,
-                      b0, B, xb, yb)
+            if edges[e, EDGE_CONV] >= 0:
+                ctr = _conv_forward(e, xc, Wf, n, edges, conv, b0, B, _rows(drive_all, poff[l], n[l], 0, Bc),
+                                    has_in[l], int(per[PER_TILE_ROWS]), per, key, ctr, xb, yb, cbuf)
+            else:
+                ctr = mvm(xc, _weights(Wf, edges[e, EDGE_WOFF], n[0] + edges[e, EDGE_BIAS], n[l]),
+                          _rows(drive_all, poff[l], n[l], 0, Bc), has_in[l], int(per[PER_TILE_ROWS]), per, key, ctr,
+                          b0, B, xb, yb)
             has_in[l] = True
     n_colors = 1
     for l in range(1, L + 1):
@@ -361,9 +333,9 @@ def _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, edges, adj_ptr, adj, colo
             for l in range(1, L + 1):
                 if dyn == DYN_COORDINATE and color[l] != phase:
                     continue
-                ctr = _drive(l, c, x, yc, Q, Wf, WTf, n, soff, edges, adj_ptr, adj,
+                ctr = _drive(l, c, x, yc, Q, Wf, WTf, n, soff, edges, conv, adj_ptr, adj,
                              _rows(drive_all, poff[l], n[l], 0, Bc), has_in, _rows(pre_all, poff[l], n[l], 0, Bc),
-                             beta, loss, per, key, ctr, xb, yb, ce)
+                             beta, loss, per, key, ctr, xb, yb, ce, cbuf)
                 if dyn == DYN_COORDINATE:
                     _update(_rows(S, soff[l], n[l], b0, b1), _rows(pre_all, poff[l], n[l], 0, Bc), yc,
                                    l == L and loss == LOSS_MSE and beta != 0.0, dyn, beta, eps, hi, frozen, rowmax, rowsum, dbuf, dbits)
@@ -402,7 +374,7 @@ def _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, edges, adj_ptr, adj, colo
 
 
 @njit(cache=True, parallel=True)
-def settle(x, y, S, Q, Wf, WTf, n, soff, edges, adj_ptr, adj, color, cfg, per, key, ctr, work, chunks):
+def settle(x, y, S, Q, Wf, WTf, n, soff, edges, conv, adj_ptr, adj, color, cfg, per, key, ctr, work, chunks):
     """Relax the network to equilibrium: one call runs a whole phase.
 
     The batch is cut into ``chunks`` row blocks relaxed in parallel, each by one thread with no barrier
@@ -414,12 +386,12 @@ def settle(x, y, S, Q, Wf, WTf, n, soff, edges, adj_ptr, adj, color, cfg, per, k
         y: (B, n_target) float32 target (one-hot); used only when ``cfg[CFG_BETA] != 0``.
         S, Q: flat float32 states and their DAC image (see module docstring); ``S`` holds the initial state and
             receives the final one.
-        Wf, WTf, n, soff, edges, adj_ptr, adj, color: weights and layout (module docstring). ``n`` has L + 1
+        Wf, WTf, n, soff, edges, conv, adj_ptr, adj, color: weights and layout (module docstring). ``n`` has L + 1
             entries (input and state layers), plus the class count when the loss is cross-entropy.
         cfg: float64 phase settings (``CFG_*``): dynamics, loss, max steps T, beta, Euler step, state bound, tol.
         per: float64 periphery (``PER_*``).
         key, ctr: read-noise stream and the index of its first draw (uint64).
-        work: flat float32 scratch of at least ``work_size(B, n, chunks)`` elements.
+        work: flat float32 scratch of at least ``work_size(B, n, chunks, edges, conv)`` elements.
 
     Returns:
         (steps of the longest-running sample, steps summed over samples, largest |state change| in a
@@ -432,7 +404,7 @@ def settle(x, y, S, Q, Wf, WTf, n, soff, edges, adj_ptr, adj, color, cfg, per, k
         b0 = i * B // chunks
         b1 = (i + 1) * B // chunks
         if b1 > b0:
-            _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, edges, adj_ptr, adj, color, cfg, per, key, ctr,
+            _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, edges, conv, adj_ptr, adj, color, cfg, per, key, ctr,
                          work[i * per_chunk: (i + 1) * per_chunk], stats[i])
     status = STATUS_OK
     for i in range(chunks):
@@ -441,8 +413,15 @@ def settle(x, y, S, Q, Wf, WTf, n, soff, edges, adj_ptr, adj, color, cfg, per, k
     return (int(stats[:, 0].max()), int(stats[:, 1].sum()), stats[:, 2].max(), stats[:, 3].sum() / B, status)
 
 
-def work_size(batch: int, sizes, chunks: int) -> int:
-    """Scratch elements :func:`settle` needs for a batch, the layer sizes ``n`` and a number of chunks."""
+NO_CONV = np.zeros((0, 8), dtype=np.int64)
+
+
+def work_size(batch: int, sizes, chunks: int, edges=None, conv=None) -> int:
+    """Scratch elements :func:`settle` needs for a batch, the layer sizes ``n``, a number of chunks and, with
+    convolutional blocks, the edge and ``conv`` tables."""
     rows = -(-batch // chunks)
     nmax = max(sizes)
-    return chunks * (rows * (2 * sum(sizes[1:]) + 3 + 4 * nmax) + 64)
+    xm, ym, cm = 1, nmax, 0
+    if edges is not None and conv is not None and len(conv):
+        xm, ym, cm = scratch_dims(np.asarray(sizes, dtype=np.int64), edges, conv)
+    return chunks * (rows * (2 * sum(sizes[1:]) + 2 + xm + ym + 3 * nmax + cm) + 64)

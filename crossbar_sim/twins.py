@@ -9,6 +9,7 @@ import numpy as np
 
 from crossbar_sim import kernels as K
 from crossbar_sim.rng import normal_np, uniform_np
+from networks.convolution import nchw_to_pixels, patches, pixels_to_nchw
 
 
 def dac(x, steps, lo, hi):
@@ -46,7 +47,8 @@ def settle(x, y, states, weights, dynamics, loss, T, beta, eps, hi, tol, per, ke
     Args:
         states: list of (B, n_l) arrays, layers 1..L (copied, not modified).
         weights: one (n_src + bias, n_dst) matrix per block, bias row last (readout last for cross-entropy).
-        edges: (src, dst, bias) per block; default the chain 0 -> 1 -> ... with biases.
+        edges: (src, dst, bias) or (src, dst, bias, ConvGeometry) per block; default the chain 0 -> 1 -> ... with
+            biases. A convolutional block's weights are its unrolled kernel (C k k [+ 1], C_out).
         colors: colour of each layer 0..L for the coordinate dynamics; default odd/even.
 
     Returns:
@@ -57,6 +59,7 @@ def settle(x, y, states, weights, dynamics, loss, T, beta, eps, hi, tol, per, ke
     L = len(s)
     if edges is None:
         edges = [(l - 1, l, True) for l in range(1, len(weights) + 1)]
+    edges = [tuple(e) + (None,) * (4 - len(e)) for e in edges]
     if colors is None:
         colors = [0] + [(l + 1) % 2 for l in range(1, L + 1)]
     inner = edges[:-1] if loss == K.LOSS_CE else edges
@@ -66,26 +69,32 @@ def settle(x, y, states, weights, dynamics, loss, T, beta, eps, hi, tol, per, ke
     q = [dq(a) for a in s]
     ctr = 0
 
-    def read(inp, W, block):
+    def read(inp, W, block, geom=None, transposed=False):
         nonlocal ctr
-        out, ctr = mvm(inp, np.ascontiguousarray(W), block, per, key, ctr)
+        W = np.ascontiguousarray(W)
+        if geom is None:
+            out, ctr = mvm(inp, W, block, per, key, ctr)
+        elif transposed:
+            out, ctr = conv_transpose_read(inp, W, geom, block, per, key, ctr)
+        else:
+            out, ctr = conv_read(inp, W, geom, block, per, key, ctr)
         return out
 
     clamped = {}
-    for (src, dst, bias), W in zip(inner, weights):
+    for (src, dst, bias, geom), W in zip(inner, weights):
         if src == 0:
-            d = read(x, W, rows)
+            d = read(x, W, rows, geom)
             clamped[dst] = d if dst not in clamped else clamped[dst] + d
 
     def drive(l):  # l is 1-based
         pre = clamped[l].copy() if l in clamped else np.zeros((x.shape[0], s[l - 1].shape[1]))
-        for (src, dst, bias), W in zip(inner, weights):
+        for (src, dst, bias, geom), W in zip(inner, weights):
             if src == 0 or l not in (src, dst):
                 continue
             if dst == l:
-                pre = pre + read(q[src - 1], W, rows)
+                pre = pre + read(q[src - 1], W, rows, geom)
             else:
-                pre = pre + read(q[dst - 1], W[: W.shape[0] - bias].T, cols)
+                pre = pre + read(q[dst - 1], W[: W.shape[0] - bias].T, cols, geom, transposed=True)
         if l == L and loss == K.LOSS_CE and beta != 0:
             V = weights[-1]
             z = read(q[L - 1], V, rows)
@@ -146,27 +155,17 @@ def pulse_counts(dW, dw_step, stochastic, cap, key):
     return np.clip(np.floor(x), -cap, cap).astype(np.int64)
 
 
-def _patches(x, g):
-    """(B, C H W) images to their (B OH OW, C k k) patches, by strided windows over the zero-padded images."""
-    B = x.shape[0]
-    img = np.pad(x.reshape(B, g.C, g.H, g.W), ((0, 0), (0, 0), (g.pad, g.pad), (g.pad, g.pad)))
-    win = np.lib.stride_tricks.sliding_window_view(img, (g.k, g.k), axis=(2, 3))  # (B, C, H', W', k, k)
-    win = win[:, :, ::g.stride, ::g.stride][:, :, : g.OH, : g.OW]
-    return win.transpose(0, 2, 3, 1, 4, 5).reshape(B * g.pixels, g.patch)
-
-
 def conv_read(x, Wc, g, block, per, key, ctr):
     """Twin of :func:`crossbar_sim.conv.conv_read`: returns ((B, C_out OH OW) float64, new counter)."""
     B = x.shape[0]
-    pix, ctr = mvm(_patches(x, g).astype(np.float32), Wc, block, per, key, ctr)
-    return pix.reshape(B, g.pixels, -1).transpose(0, 2, 1).reshape(B, -1), ctr
+    pix, ctr = mvm(patches(x, g).astype(np.float32), Wc, block, per, key, ctr)
+    return pixels_to_nchw(pix, B, g), ctr
 
 
 def conv_transpose_read(y, WTc, g, block, per, key, ctr):
     """Twin of :func:`crossbar_sim.conv.conv_transpose_read`: returns ((B, C H W) float64, new counter)."""
     B = y.shape[0]
-    pix = y.reshape(B, -1, g.pixels).transpose(0, 2, 1).reshape(B * g.pixels, -1)
-    cols, ctr = mvm(pix.astype(np.float32), WTc, block, per, key, ctr)
+    cols, ctr = mvm(nchw_to_pixels(y, g).astype(np.float32), WTc, block, per, key, ctr)
     cols = cols.reshape(B, g.OH, g.OW, g.C, g.k, g.k)
     img = np.zeros((B, g.C, g.H + 2 * g.pad + g.stride * g.OH, g.W + 2 * g.pad + g.stride * g.OW))
     for ky in range(g.k):

@@ -22,20 +22,29 @@ from dataclasses import dataclass
 import numpy as np
 
 from networks.activations import Activation
+from networks.convolution import ConvGeometry, patches
 
 
 @dataclass(frozen=True, eq=False)
 class Edge:
-    """One connection block: ``src`` -> ``dst`` layers, with the bias row of ``dst`` or not, and a mask."""
+    """One connection block: ``src`` -> ``dst`` layers, with the bias row of ``dst`` or not, and a mask; or a
+    convolution (``conv``), whose block is the unrolled kernel (C k k [+ 1], C_out) and has no mask."""
 
     src: int
     dst: int
     bias: bool = False
     mask: np.ndarray | None = None  # (n_src, n_dst) bool; None: every connection exists
+    conv: ConvGeometry | None = None
+
+    def shape(self, sizes) -> tuple[int, int]:
+        """The stored matrix: (n_src [+ 1], n_dst), or for a convolution (C k k [+ 1], C_out)."""
+        if self.conv is not None:
+            return self.conv.patch + self.bias, sizes[self.dst] // self.conv.pixels
+        return sizes[self.src] + self.bias, sizes[self.dst]
 
     def full_mask(self, sizes) -> np.ndarray | None:
         """The mask of the stored matrix, bias row (never masked) included; None when dense."""
-        if self.mask is None:
+        if self.mask is None or self.conv is not None:
             return None
         out = np.ones((sizes[self.src] + self.bias, sizes[self.dst]), dtype=bool)
         out[: sizes[self.src]] = self.mask
@@ -85,6 +94,16 @@ class Network:
                 out.append(f"block {e.src}->{e.dst}: layers must satisfy 0 <= src < dst < {len(n)}")
             elif e.mask is not None and e.mask.shape != (n[e.src], n[e.dst]):
                 out.append(f"block {e.src}->{e.dst}: mask shape {e.mask.shape}, expected {(n[e.src], n[e.dst])}")
+            elif e.conv is not None:
+                g = e.conv
+                if e.mask is not None:
+                    out.append(f"block {e.src}->{e.dst}: a convolution takes no mask")
+                if n[e.src] != g.C * g.H * g.W:
+                    out.append(f"block {e.src}->{e.dst}: layer {e.src} has {n[e.src]} units, the convolution reads "
+                               f"{g.C}x{g.H}x{g.W} = {g.C * g.H * g.W}")
+                if n[e.dst] % g.pixels:
+                    out.append(f"block {e.src}->{e.dst}: layer {e.dst} has {n[e.dst]} units, not a whole number of "
+                               f"{g.OH}x{g.OW} output channels")
         for l in range(1, len(n)):
             holders = [e for e in self.edges if e.dst == l and e.bias]
             if len(holders) != 1:
@@ -111,6 +130,9 @@ class Network:
         return colour
 
     def connections(self, edge: Edge) -> int:
+        """Weights of the block (devices of one sign), the bias row left out."""
+        if edge.conv is not None:
+            return edge.conv.patch * edge.shape(self.sizes)[1]
         return int(edge.mask.sum()) if edge.mask is not None else self.sizes[edge.src] * self.sizes[edge.dst]
 
     def init_weights(self, rng: np.random.Generator) -> list[np.ndarray]:
@@ -121,9 +143,13 @@ class Network:
         a_skip = float(np.mean([np.sqrt(6.0 / (a + b)) for a, b in zip(n[:-1], n[1:])]))
         weights = []
         for e in self.edges:
-            a = np.sqrt(6.0 / (n[e.src] + n[e.dst])) if e.adjacent else a_skip
-            W = np.zeros((n[e.src] + e.bias, n[e.dst]))
-            W[: n[e.src]] = rng.uniform(-a, a, size=(n[e.src], n[e.dst]))
+            rows, cols = e.shape(n)
+            if e.conv is not None:  # Glorot over the kernel's fan-in C_in k k and fan-out C_out k k
+                a = np.sqrt(6.0 / (e.conv.patch + cols * e.conv.k ** 2))
+            else:
+                a = np.sqrt(6.0 / (n[e.src] + n[e.dst])) if e.adjacent else a_skip
+            W = np.zeros((rows, cols))
+            W[: rows - e.bias] = rng.uniform(-a, a, size=(rows - e.bias, cols))
             if e.mask is not None:
                 W[: n[e.src]] *= e.mask
             weights.append(W)
@@ -136,6 +162,12 @@ class Network:
         E = 0.5 * sum((s ** 2).sum(1) for s in layers[1:])
         for e, W in zip(self.state_edges, weights):
             lower, upper = layers[e.src], layers[e.dst]
+            if e.conv is not None:
+                g, B = e.conv, lower.shape[0]
+                pix = patches(lower, g) @ W[: g.patch] + (x_max * W[-1] if e.bias else 0.0)  # (B P, C_out)
+                up = upper.reshape(B, -1, g.pixels).transpose(0, 2, 1).reshape(B * g.pixels, -1)
+                E = E - (pix * up).reshape(B, -1).sum(1)
+                continue
             E = E - ((lower @ W[: self.sizes[e.src]]) * upper).sum(1)
             if e.bias:
                 E = E - x_max * (upper @ W[-1])

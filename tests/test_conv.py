@@ -126,3 +126,125 @@ def test_a_kernel_that_does_not_fit_is_refused():
         ConvGeometry(1, 4, 4, 5)
     with pytest.raises(ValueError, match="must be >= 1"):
         ConvGeometry(1, 4, 4, 3, stride=0)
+
+
+# ---- convolutional blocks in the settle loop ---------------------------------------------------------------
+
+def _conv_net(readout="state"):
+    """1x6x6 input -> conv 3x3 pad 1 -> 2x6x6 -> conv 3x3 stride 2 pad 1 -> 3x3x3 -> dense -> 4, with a learned
+    1x1 stride-2 skip from the input (as in the Hopfield-ResNet) and a dense skip from layer 1 to the output."""
+    from networks.activations import make_activation
+    from networks.graph import Edge, Network
+
+    g1, g2, skip = ConvGeometry(1, 6, 6, 3, 1, 1), ConvGeometry(2, 6, 6, 3, 2, 1), ConvGeometry(1, 6, 6, 1, 2, 0)
+    sizes = (36, 72, 27, 4) if readout == "state" else (36, 72, 27, 5, 3)
+    edges = [Edge(0, 1, True, conv=g1), Edge(1, 2, True, conv=g2), Edge(0, 2, False, conv=skip), Edge(2, 3, True),
+             Edge(1, 3, False)]
+    if readout != "state":
+        edges.append(Edge(3, 4, True))
+    net = Network(sizes, make_activation("hard_sigmoid"), readout, tuple(edges))
+    weights = net.init_weights(np.random.default_rng(0))
+    g = np.random.default_rng(5)
+    for W, e in zip(weights, net.edges):
+        W[: W.shape[0] - e.bias] *= 1.5
+        if e.bias:
+            W[-1] = g.uniform(0.0, 0.3, W.shape[1])
+    return net, weights
+
+
+CASES = [(dyn, loss) for dyn in ("euler", "fixed_point", "coordinate") for loss in ("mse", "cross_entropy")]
+
+
+@pytest.mark.parametrize("analog", [False, True], ids=["exact", "analog"])
+@pytest.mark.parametrize("dyn,loss", CASES, ids=[f"{d}-{l}" for d, l in CASES])
+def test_settle_with_convolutions_matches_its_twin(dyn, loss, analog):
+    from tests.helpers.flat import pack, unpack
+    from tests.helpers.periphery import periphery
+
+    net, weights = _conv_net("state" if loss == "mse" else "softmax")
+    sizes, L, B = net.sizes, net.n_state_layers, 5
+    assert len(set(net.colors()[1:])) == 3  # the skip 1 -> 3 joins layers of one parity
+    g = np.random.default_rng(1)
+    x = g.random((B, sizes[0])).astype(np.float32)
+    y = np.eye(sizes[-1], dtype=np.float32)[np.arange(B) % sizes[-1]]
+    states = [g.random((B, sizes[l])).astype(np.float32) * 0.5 for l in range(1, L + 1)]
+    edges = [(e.src, e.dst, int(e.bias), e.conv) for e in net.edges]
+    per = periphery(analog=analog, adc_bits=12, dac_bits=10, read_sigma=0.01, rows=7, cols=4)
+    n, soff, S, Wf, WTf, table, conv, *rest = pack(sizes, weights, states, B, edges, net.colors(),
+                                                   readout=loss != "mse")
+    dyn_id, loss_id = K.DYNAMICS[dyn], K.LOSSES[loss]
+    tol = 1e-7 if analog else 1e-3
+    cfg = np.array([dyn_id, loss_id, 30, 0.3, 0.5, 1.0, tol])
+    xq = T.dac(x, per[K.PER_DAC_STEPS], 0, 1) if analog else x
+    Q = np.empty_like(S) if analog else S
+    work = np.zeros(K.work_size(B, list(sizes), 2, table, conv), np.float32)
+    steps, *_, status = K.settle(xq, y, S, Q, Wf, WTf, n, soff, table, conv, *rest, cfg, per, np.uint64(3),
+                                 np.uint64(0), work, 2)
+    ref, ref_steps, _ = T.settle(xq, y, states, weights, dyn_id, loss_id, 30, 0.3, 0.5, 1.0, tol, per, np.uint64(3),
+                                 edges, list(net.colors()))
+    assert status == K.STATUS_OK and steps == ref_steps
+    for a, b in zip(unpack(S, sizes, L, B), ref):
+        diff = np.abs(a - b)
+        assert diff.max() < (1e-4 if not analog else 0.02), diff.max()
+        assert np.mean(diff > 1e-4) < (1e-9 if not analog else 0.05)
+
+
+def test_colour_updates_never_increase_the_energy_with_convolutions():
+    from crossbar_sim.engine import Engine
+    from crossbar_sim.tiles import Periphery
+    from device_models.ideal import Ideal
+
+    net, weights = _conv_net()
+    engine = Engine(net, weights, Ideal(), Periphery(), "round", np.random.default_rng(0))
+    B = 6
+    x = np.random.default_rng(4).random((B, net.sizes[0])).astype(np.float32)
+    y = np.zeros((B, net.sizes[-1]), np.float32)
+    S = np.zeros(B * engine.state_size(), np.float32)
+    energies = [net.energy(x, engine.layers(S, B), engine.weights())]
+    for _ in range(25):
+        engine.settle(x, y, S, 0.0, 1, "coordinate", 0.0, 0.5)
+        energies.append(net.energy(x, engine.layers(S, B), engine.weights()))
+    e = np.array(energies)
+    assert np.all(np.diff(e, axis=0) <= 1e-4 * (1 + np.abs(e[:-1])))
+    assert np.all(e[-1] < e[0] - 1e-3)
+
+
+def test_a_convolution_that_does_not_match_its_layers_is_refused():
+    from networks.activations import make_activation
+    from networks.graph import Edge, Network
+
+    with pytest.raises(ValueError, match="the convolution reads 1x6x6 = 36"):
+        Network((30, 72), make_activation("hard_sigmoid"), "state", (Edge(0, 1, True, conv=ConvGeometry(1, 6, 6, 3)),))
+
+
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+def test_centered_ep_matches_bptt_with_convolutions(loss):
+    """Centered EP at small beta against autograd through the same relaxation, on the conv net with its
+    strided conv and 1x1 skip (Laborieux 2021's and the Hopfield-ResNet's building blocks)."""
+    pytest.importorskip("torch")
+    from crossbar_sim.config import EPConfig
+    from crossbar_sim.engine import Engine
+    from crossbar_sim.ep import EPStep
+    from crossbar_sim.tiles import Periphery
+    from device_models.ideal import Ideal
+    from tests.helpers.bptt import bptt_gradient
+
+    net, weights = _conv_net("state" if loss == "mse" else "softmax")
+    for W, e in zip(weights, net.edges):  # most units inside the box, where the gradient is not clipped away
+        W[: W.shape[0] - e.bias] *= 0.7 / 1.5
+    for k in (3, 4):  # the output's blocks: 27 + 72 inputs would otherwise saturate it
+        weights[k] *= 0.3
+    weights[3][-1] = 0.3
+    g = np.random.default_rng(3)
+    B = 12
+    x = g.random((B, net.sizes[0])).astype(np.float32)
+    y = np.eye(net.sizes[-1], dtype=np.float32)[g.integers(0, net.sizes[-1], B)]
+    engine = Engine(net, weights, Ideal(), Periphery(), "round", np.random.default_rng(0))
+    ep = EPConfig(estimator="centered", beta=0.01, dynamics="coordinate", free_steps=200, nudge_steps=200, tol=0.0)
+    est, _ = EPStep(engine, ep).estimate(x, y, np.zeros(B * engine.state_size(), np.float32), np.random.default_rng(0))
+    edges = [(e.src, e.dst, int(e.bias), e.conv) for e in net.edges]
+    ref = bptt_gradient(x, y, weights, net.n_state_layers, loss, 200, edges=edges, colors=list(net.colors()))
+    a = np.concatenate([e.ravel() for e in est])
+    b = np.concatenate([r.ravel() for r in ref])
+    assert a @ b / np.linalg.norm(a) / np.linalg.norm(b) >= 0.99
+    assert np.linalg.norm(a - b) / np.linalg.norm(b) < 0.1

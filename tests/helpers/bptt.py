@@ -10,12 +10,15 @@ def bptt_gradient(x, y, weights, L, loss, steps, hi=1.0, edges=None, colors=None
         weights: one (n_src + bias, n_dst) array per block, bias row last (driven by ``hi``); with
             ``cross_entropy`` the last block is the softmax readout.
         L: number of state layers.
-        edges: (src, dst, bias) per block; default the chain with biases.
+        edges: (src, dst, bias) or (src, dst, bias, ConvGeometry) per block; default the chain with biases. A
+            convolutional block's weights are its unrolled kernel (C k k [+ 1], C_out); torch's conv2d and
+            conv_transpose2d act with it.
         colors: colour per layer 0..L; default odd/even.
         masks: per block, None or the (rows, cols) 0/1 mask of the stored matrix (the gradient is masked too).
     """
     if edges is None:
         edges = [(l - 1, l, True) for l in range(1, len(weights) + 1)]
+    edges = [tuple(e) + (None,) * (4 - len(e)) for e in edges]
     if colors is None:
         colors = [0] + [(l + 1) % 2 for l in range(1, L + 1)]
     masks = masks or [None] * len(weights)
@@ -25,17 +28,28 @@ def bptt_gradient(x, y, weights, L, loss, steps, hi=1.0, edges=None, colors=None
     yt = torch.tensor(np.asarray(y, dtype=np.float64))
     B = xt.shape[0]
     sizes = {0: xt.shape[1]}
-    for (src, dst, bias), W in zip(edges, weights):
-        sizes[dst] = W.shape[1]
+    for (src, dst, bias, g), W in zip(edges, weights):
+        sizes[dst] = W.shape[1] * (1 if g is None else g.pixels)
     s = {l: torch.zeros(B, sizes[l], dtype=torch.float64) for l in range(1, L + 1)}
     s[0] = xt
     inner = edges if loss == "mse" else edges[:-1]
 
     def pre(l):
         p = torch.zeros(B, sizes[l], dtype=torch.float64)
-        for (src, dst, bias), W in zip(inner, Ms):
+        for (src, dst, bias, g), W in zip(inner, Ms):
             n_src = W.shape[0] - bias
-            if dst == l:
+            if g is not None:
+                kernel = W[:n_src].T.reshape(-1, g.C, g.k, g.k)
+                if dst == l:
+                    out = torch.nn.functional.conv2d(s[src].reshape(B, g.C, g.H, g.W), kernel,
+                                                     hi * W[-1] if bias else None, stride=g.stride, padding=g.pad)
+                    p = p + out.reshape(B, -1)
+                elif src == l:
+                    extra = ((g.H + 2 * g.pad - g.k) % g.stride, (g.W + 2 * g.pad - g.k) % g.stride)
+                    back = torch.nn.functional.conv_transpose2d(s[dst].reshape(B, -1, g.OH, g.OW), kernel,
+                                                                stride=g.stride, padding=g.pad, output_padding=extra)
+                    p = p + back.reshape(B, -1)
+            elif dst == l:
                 p = p + s[src] @ W[:n_src] + (hi * W[-1] if bias else 0.0)
             elif src == l:
                 p = p + s[dst] @ W[:n_src].T
