@@ -38,7 +38,7 @@ class Diagnostics:
         self.connections = np.array([network.connections(network.edges[k]) for k in self.blocks], dtype=float)
         # per statistics block: its connections among the unit rows (bias row left out), flat float64, or None
         self.unit_masks = [None if self.masks[k] is None else
-                           self.masks[k][: network.sizes[network.edges[k].src]].ravel().astype(np.float64)
+                           self.masks[k][: self.masks[k].shape[0] - network.edges[k].bias].ravel().astype(np.float64)
                            for k in self.blocks]
         self.abs_sum = [np.zeros(s) for s in shapes]
         self.batches_total = 0
@@ -62,7 +62,7 @@ class Diagnostics:
             self.abs_sum[k] += a  # absent connections are masked out when read (mean_abs_corrections)
             if k in self.blocks:  # the RMS over the block's connections, bias row left out
                 i = self.blocks.index(k)
-                units = a[: self.network.sizes[self.network.edges[k].src]].ravel()
+                units = a[: a.shape[0] - self.network.edges[k].bias].ravel()
                 sq = units * units
                 mask = self.unit_masks[i]
                 total = sq.sum() if mask is None else np.dot(sq, mask)

@@ -152,6 +152,16 @@ def _conv_net(readout="state"):
     return net, weights
 
 
+def _inside_the_box(net, weights):
+    """Smaller weights, so that most units sit inside the box, where the gradient is not clipped away."""
+    for W, e in zip(weights, net.edges):
+        W[: W.shape[0] - e.bias] *= 0.7 / 1.5
+    for k in (3, 4):  # the output's blocks: 27 + 72 inputs would otherwise saturate it
+        weights[k] *= 0.3
+    weights[3][-1] = 0.3
+    return net, weights
+
+
 CASES = [(dyn, loss) for dyn in ("euler", "fixed_point", "coordinate") for loss in ("mse", "cross_entropy")]
 
 
@@ -229,12 +239,7 @@ def test_centered_ep_matches_bptt_with_convolutions(loss):
     from device_models.ideal import Ideal
     from tests.helpers.bptt import bptt_gradient
 
-    net, weights = _conv_net("state" if loss == "mse" else "softmax")
-    for W, e in zip(weights, net.edges):  # most units inside the box, where the gradient is not clipped away
-        W[: W.shape[0] - e.bias] *= 0.7 / 1.5
-    for k in (3, 4):  # the output's blocks: 27 + 72 inputs would otherwise saturate it
-        weights[k] *= 0.3
-    weights[3][-1] = 0.3
+    net, weights = _inside_the_box(*_conv_net("state" if loss == "mse" else "softmax"))
     g = np.random.default_rng(3)
     B = 12
     x = g.random((B, net.sizes[0])).astype(np.float32)
@@ -248,3 +253,26 @@ def test_centered_ep_matches_bptt_with_convolutions(loss):
     b = np.concatenate([r.ravel() for r in ref])
     assert a @ b / np.linalg.norm(a) / np.linalg.norm(b) >= 0.99
     assert np.linalg.norm(a - b) / np.linalg.norm(b) < 0.1
+
+
+def test_a_convolutional_block_learns_on_devices():
+    """The unrolled kernel is a device array like any other: the EP step is written back as pulses."""
+    from crossbar_sim.config import EPConfig
+    from crossbar_sim.engine import Engine
+    from crossbar_sim.ep import EPStep
+    from crossbar_sim.tiles import Periphery
+    from device_models.linear_step import LinearStep
+
+    net, weights = _inside_the_box(*_conv_net())
+    model = LinearStep(bits=8)
+    engine = Engine(net, weights, model, Periphery(), "stochastic", np.random.default_rng(0))
+    g = np.random.default_rng(2)
+    x = g.random((8, net.sizes[0])).astype(np.float32)
+    y = np.eye(4, dtype=np.float32)[np.arange(8) % 4]
+    est, _ = EPStep(engine, EPConfig(beta=0.5, free_steps=20, nudge_steps=8)).estimate(
+        x, y, np.zeros(8 * engine.state_size(), np.float32), np.random.default_rng(1))
+    before = [a.W_view.copy() for a in engine.arrays]
+    for a, d in zip(engine.arrays, est):
+        a.apply(0.5 * d, np.random.default_rng(3))
+    moved = [float(np.abs(a.W_view - b).max()) for a, b in zip(engine.arrays, before)]
+    assert engine.pulses > 0 and all(m > 0 for m in moved[:3])  # both convolutions and the 1x1 skip
