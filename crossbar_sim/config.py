@@ -48,14 +48,20 @@ class DataConfig:
 class NetworkConfig:
     """``layered``: each layer joined to the next. ``small_world`` (Gammell et al. 2021): the layered
     connections rewired with probability ``p`` into layer-skipping ones (``rewiring: rewire``), or ``p`` times
-    as many layer-skipping connections added (``rewiring: add``); the topology is drawn from the run's seed."""
+    as many layer-skipping connections added (``rewiring: add``); the topology is drawn from the run's seed.
+    ``hopfield_resnet`` (Elayedam & Srinivasan): one residual block of convolutional layers per entry of
+    ``channels`` on ``image``-shaped inputs (C, H, W), then a dense head; ``sizes`` is then [inputs, classes]
+    and ``skips: false`` gives the same depth without the skips."""
 
-    kind: str = spec("layered", choices=("layered", "small_world"))
+    kind: str = spec("layered", choices=("layered", "small_world", "hopfield_resnet"))
     sizes: list[int] = spec([64, 100, 10], lo=1)
     activation: str = spec("hard_sigmoid", choices=ACTIVATIONS)
     alpha: float | None = spec(None, lo=0.0, lo_open=True)
     p: float = spec(0.1, lo=0.0, hi=1.0)
     rewiring: str = spec("rewire", choices=("rewire", "add"))
+    image: list[int] | None = spec(None, lo=1)
+    channels: list[int] = spec([16, 32, 64, 64], lo=1)
+    skips: bool = True
 
 
 @dataclass
@@ -174,7 +180,9 @@ class Scenario:
     def check(self) -> None:
         """Cross-field rules that no single key can check."""
         sizes = self.network.sizes
-        if len(sizes) < (2 if self.ep.loss == "mse" else 3):
+        if self.network.kind == "hopfield_resnet":
+            self._check_resnet()
+        elif len(sizes) < (2 if self.ep.loss == "mse" else 3):
             raise ConfigError(f"network.sizes: the {self.ep.loss} loss needs at least "
                               f"{2 if self.ep.loss == 'mse' else 3} layers, got {sizes}")
         if self.data.name in REGRESSION and self.ep.loss != "mse":
@@ -189,9 +197,20 @@ class Scenario:
         if t.nesterov and t.momentum == 0:
             raise ConfigError("train.nesterov: needs train.momentum > 0")
         n_mats = len(sizes) - 1
-        if isinstance(self.train.lr, list) and len(self.train.lr) != n_mats:
+        if isinstance(self.train.lr, list) and self.network.kind != "hopfield_resnet" and len(self.train.lr) != n_mats:
             raise ConfigError(f"train.lr: expected one rate per layer pair ({n_mats}: the matrix into each layer), "
                               f"got {len(self.train.lr)}")
+
+    def _check_resnet(self) -> None:
+        net = self.network
+        if net.image is None or len(net.image) != 3:
+            raise ConfigError(f"network.image: hopfield_resnet needs the input's [channels, height, width], got {net.image}")
+        c, h, w = net.image
+        if len(net.sizes) != 2 or net.sizes[0] != c * h * w:
+            raise ConfigError(f"network.sizes: hopfield_resnet takes [inputs, classes] with inputs = {c}x{h}x{w} = "
+                              f"{c * h * w}, got {net.sizes}")
+        if isinstance(self.train.lr, list):
+            raise ConfigError("train.lr: hopfield_resnet takes one learning rate")
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)

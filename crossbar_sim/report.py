@@ -138,7 +138,10 @@ def plot_learning(out: Path, diagnostics: dict[str, dict]) -> None:
 
 def plot_corrections(out: Path, sizes, edges, mean_abs: list[np.ndarray], title: str) -> None:
     """``corrections.png``: the mean absolute weight correction of every connection as one neuron-by-neuron
-    image, blocks placed by layer (Gammell et al. 2021, Figure 5); white where there is no connection."""
+    image, blocks placed by layer (Gammell et al. 2021, Figure 5); white where there is no connection.
+    Not drawn for networks with convolutional blocks (a shared kernel has no neuron-by-neuron matrix)."""
+    if any(e.conv is not None for e in edges):
+        return
     import matplotlib
 
     matplotlib.use("Agg")

@@ -22,6 +22,7 @@ from device_models.base import DeviceModel
 from networks.activations import make_activation
 from networks.graph import Network
 from networks.layered import LayeredNetwork
+from networks.resnet import hopfield_resnet
 from networks.small_world import small_world
 
 STREAMS = ("init", "order", "device", "ep", "write", "topology")  # append only: each keeps its numbers
@@ -40,6 +41,8 @@ def build_network(scenario: Scenario, rng: np.random.Generator) -> Network:
     activation = make_activation(net.activation, net.alpha)
     if net.kind == "small_world":
         return small_world(tuple(net.sizes), activation, readout, net.p, rng, net.rewiring)
+    if net.kind == "hopfield_resnet":
+        return hopfield_resnet(tuple(net.image), net.channels, net.sizes[-1], activation, readout, net.skips)
     return LayeredNetwork(tuple(net.sizes), activation, readout)
 
 

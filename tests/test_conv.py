@@ -276,3 +276,74 @@ def test_a_convolutional_block_learns_on_devices():
         a.apply(0.5 * d, np.random.default_rng(3))
     moved = [float(np.abs(a.W_view - b).max()) for a, b in zip(engine.arrays, before)]
     assert engine.pulses > 0 and all(m > 0 for m in moved[:3])  # both convolutions and the 1x1 skip
+
+
+# ---- the Hopfield-ResNet ------------------------------------------------------------------------------------
+
+def test_the_resnet_has_the_papers_thirteen_weight_tensors_and_needs_three_colours():
+    from networks.activations import make_activation
+    from networks.resnet import hopfield_resnet
+
+    net = hopfield_resnet((1, 28, 28), [16, 32, 64, 64], 10, make_activation("relu6"))
+    assert len(net.edges) == 13
+    assert net.sizes == (784, 16 * 784, 16 * 196, 32 * 196, 32 * 49, 64 * 49, 64 * 16, 64 * 16, 64 * 4, 10)
+    assert len(set(net.colors()[1:])) == 3
+    plain = hopfield_resnet((1, 28, 28), [16, 32, 64, 64], 10, make_activation("relu6"), skips=False)
+    assert len(plain.edges) == 9 and len(set(plain.colors()[1:])) == 2
+
+
+def test_centered_ep_matches_bptt_on_a_tiny_resnet():
+    pytest.importorskip("torch")
+    from crossbar_sim.config import EPConfig
+    from crossbar_sim.engine import Engine
+    from crossbar_sim.ep import EPStep
+    from crossbar_sim.tiles import Periphery
+    from device_models.ideal import Ideal
+    from networks.activations import make_activation
+    from networks.resnet import hopfield_resnet
+    from tests.helpers.bptt import bptt_gradient
+
+    net = hopfield_resnet((1, 6, 6), [2, 3], 4, make_activation("relu6"))
+    g = np.random.default_rng(0)
+    weights = net.init_weights(g)
+    for W, e in zip(weights, net.edges):  # with states up to 6, Glorot weights drive most units into a bound
+        W[: W.shape[0] - e.bias] *= 0.3
+        if e.bias:
+            W[-1] = g.uniform(0.0, 0.5, W.shape[1])
+    B = 10
+    x = g.random((B, net.sizes[0])).astype(np.float32)
+    y = np.eye(4, dtype=np.float32)[g.integers(0, 4, B)]
+    engine = Engine(net, weights, Ideal(), Periphery(), "round", np.random.default_rng(0))
+    ep = EPConfig(estimator="centered", beta=0.01, dynamics="coordinate", free_steps=200, nudge_steps=200, tol=0.0)
+    est, _ = EPStep(engine, ep).estimate(x, y, np.zeros(B * engine.state_size(), np.float32), np.random.default_rng(0))
+    edges = [(e.src, e.dst, int(e.bias), e.conv) for e in net.edges]
+    ref = bptt_gradient(x, y, weights, net.n_state_layers, "mse", 200, hi=6.0, edges=edges, colors=list(net.colors()))
+    for e, a, b in zip(net.edges, est, ref):
+        a, b = a.ravel(), b.ravel()
+        assert a @ b / np.linalg.norm(a) / np.linalg.norm(b) >= 0.99, (e.src, e.dst)
+
+
+def test_a_resnet_scenario_runs_end_to_end(tmp_path):
+    import json
+
+    from crossbar_sim.cli import main
+
+    out = tmp_path / "resnet"
+    code = main(["run", "scenarios/quickstart.yaml", "--out", str(out), "--quiet", "--set", "network.kind=hopfield_resnet",
+                 "--set", "network.image=[1, 8, 8]", "--set", "network.channels=[2, 4]", "--set", "network.sizes=[64, 10]",
+                 "--set", "train.epochs=1", "--set", "data.train_limit=64", "--set", "hardware.device.bits=8"])
+    assert code == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["pulse_count"] > 0 and m["mvm_count"] > 0 and "test_accuracy" in m["ideal"]
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"image": None}, "network.image: hopfield_resnet needs"),
+    ({"sizes": [63, 10]}, "network.sizes: hopfield_resnet takes [inputs, classes] with inputs = 1x8x8 = 64"),
+])
+def test_a_bad_resnet_scenario_is_refused(change, message):
+    from crossbar_sim.config import ConfigError, load_scenario
+
+    network = {"kind": "hopfield_resnet", "image": [1, 8, 8], "sizes": [64, 10], **change}
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_scenario(raw={"network": network})
