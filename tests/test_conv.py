@@ -6,21 +6,14 @@ from crossbar_sim import conv as CV
 from crossbar_sim import kernels as K
 from crossbar_sim import twins as T
 from crossbar_sim.conv import ConvGeometry, unroll
+from tests.helpers.periphery import periphery
 
 GEOMETRIES = [ConvGeometry(1, 8, 8, 3, 1, 1), ConvGeometry(3, 9, 7, 3, 2, 1), ConvGeometry(2, 10, 10, 5, 1, 0),
               ConvGeometry(4, 6, 6, 1, 2, 0), ConvGeometry(2, 7, 7, 3, 2, 0)]
 
 
 def _per(analog, rows=256):
-    per = np.zeros(K.N_PER)
-    per[K.PER_X_MAX] = 1.0
-    per[K.PER_TILE_ROWS] = per[K.PER_TILE_COLS] = rows
-    if analog:
-        per[K.PER_ANALOG] = 1.0
-        per[K.PER_ADC_STEPS] = 255
-        per[K.PER_ADC_RANGE] = 4.0
-        per[K.PER_READ_SIGMA] = 0.02
-    return per
+    return periphery(analog=analog, dac_bits=0, adc_bits=8, adc_range=4.0, read_sigma=0.02, rows=rows, cols=rows)
 
 
 def _forward(x, Wc, g, per, block, key=7, out=None, row0=0, B_total=None):
@@ -168,35 +161,11 @@ CASES = [(dyn, loss) for dyn in ("euler", "fixed_point", "coordinate") for loss 
 @pytest.mark.parametrize("analog", [False, True], ids=["exact", "analog"])
 @pytest.mark.parametrize("dyn,loss", CASES, ids=[f"{d}-{l}" for d, l in CASES])
 def test_settle_with_convolutions_matches_its_twin(dyn, loss, analog):
-    from tests.helpers.flat import pack, unpack
-    from tests.helpers.periphery import periphery
+    from tests.helpers.graph_settle import assert_settle_matches_twin
 
     net, weights = _conv_net("state" if loss == "mse" else "softmax")
-    sizes, L, B = net.sizes, net.n_state_layers, 5
     assert len(set(net.colors()[1:])) == 3  # the skip 1 -> 3 joins layers of one parity
-    g = np.random.default_rng(1)
-    x = g.random((B, sizes[0])).astype(np.float32)
-    y = np.eye(sizes[-1], dtype=np.float32)[np.arange(B) % sizes[-1]]
-    states = [g.random((B, sizes[l])).astype(np.float32) * 0.5 for l in range(1, L + 1)]
-    edges = [(e.src, e.dst, int(e.bias), e.conv) for e in net.edges]
-    per = periphery(analog=analog, adc_bits=12, dac_bits=10, read_sigma=0.01, rows=7, cols=4)
-    n, soff, S, Wf, WTf, table, conv, *rest = pack(sizes, weights, states, B, edges, net.colors(),
-                                                   readout=loss != "mse")
-    dyn_id, loss_id = K.DYNAMICS[dyn], K.LOSSES[loss]
-    tol = 1e-7 if analog else 1e-3
-    cfg = np.array([dyn_id, loss_id, 30, 0.3, 0.5, 1.0, tol])
-    xq = T.dac(x, per[K.PER_DAC_STEPS], 0, 1) if analog else x
-    Q = np.empty_like(S) if analog else S
-    work = np.zeros(K.work_size(B, list(sizes), 2, table, conv), np.float32)
-    steps, *_, status = K.settle(xq, y, S, Q, Wf, WTf, n, soff, table, conv, *rest, cfg, per, np.uint64(3),
-                                 np.uint64(0), work, 2)
-    ref, ref_steps, _ = T.settle(xq, y, states, weights, dyn_id, loss_id, 30, 0.3, 0.5, 1.0, tol, per, np.uint64(3),
-                                 edges, list(net.colors()))
-    assert status == K.STATUS_OK and steps == ref_steps
-    for a, b in zip(unpack(S, sizes, L, B), ref):
-        diff = np.abs(a - b)
-        assert diff.max() < (1e-4 if not analog else 0.02), diff.max()
-        assert np.mean(diff > 1e-4) < (1e-9 if not analog else 0.05)
+    assert_settle_matches_twin(net, weights, dyn, loss, analog, B=5, steps=30, rows=7, cols=4)
 
 
 def test_colour_updates_never_increase_the_energy_with_convolutions():

@@ -3,8 +3,6 @@ twin on skip connections and masks, energy descent of the colour updates, and EP
 import numpy as np
 import pytest
 
-from crossbar_sim import kernels as K
-from crossbar_sim import twins
 from crossbar_sim.config import EPConfig, load_scenario
 from crossbar_sim.engine import Engine
 from crossbar_sim.ep import EPStep
@@ -15,8 +13,7 @@ from device_models.ideal import Ideal
 from networks.activations import make_activation
 from networks.graph import Edge, Network
 from networks.small_world import log_spread, rewire, small_world
-from tests.helpers.flat import pack, unpack
-from tests.helpers.periphery import periphery
+from tests.helpers.graph_settle import assert_settle_matches_twin
 
 HS = make_activation("hard_sigmoid")
 SIZES = (30, 20, 20, 20, 20, 10)
@@ -97,29 +94,7 @@ CASES = [(dyn, loss) for dyn in ("euler", "fixed_point", "coordinate") for loss 
 def test_settle_on_a_skip_graph_matches_twin(dyn, loss, analog):
     net, weights = _graph("state" if loss == "mse" else "softmax")
     assert any(not e.adjacent for e in net.edges) and any(e.mask is not None for e in net.edges)
-    sizes, L, B = net.sizes, net.n_state_layers, 6
-    g = np.random.default_rng(1)
-    x = g.random((B, sizes[0])).astype(np.float32)
-    y = np.eye(sizes[-1], dtype=np.float32)[np.arange(B) % sizes[-1]]
-    masked = [W * (1 if e.full_mask(sizes) is None else e.full_mask(sizes)) for W, e in zip(weights, net.edges)]
-    states = [g.random((B, sizes[l])).astype(np.float32) * 0.5 for l in range(1, L + 1)]
-    edges = [(e.src, e.dst, int(e.bias)) for e in net.edges]
-    per = periphery(analog=analog, adc_bits=12, dac_bits=10, read_sigma=0.01, rows=5, cols=4)
-    n, soff, S, Wf, WTf, *layout = pack(sizes, masked, states, B, edges, net.colors(), readout=loss != "mse")
-    dyn_id, loss_id = K.DYNAMICS[dyn], K.LOSSES[loss]
-    tol = 1e-7 if analog else 1e-3
-    cfg = np.array([dyn_id, loss_id, 40, 0.3, 0.5, 1.0, tol])
-    xq = twins.dac(x, per[K.PER_DAC_STEPS], 0, 1) if analog else x
-    Q = np.empty_like(S) if analog else S
-    work = np.zeros(K.work_size(B, list(sizes), 2), np.float32)
-    steps, *_, status = K.settle(xq, y, S, Q, Wf, WTf, n, soff, *layout, cfg, per, np.uint64(3), np.uint64(0), work, 2)
-    ref, ref_steps, _ = twins.settle(xq, y, states, masked, dyn_id, loss_id, 40, 0.3, 0.5, 1.0, tol, per,
-                                     np.uint64(3), edges, list(net.colors()))
-    assert status == K.STATUS_OK and steps == ref_steps
-    for a, b in zip(unpack(S, sizes, L, B), ref):
-        diff = np.abs(a - b)
-        assert diff.max() < (1e-4 if not analog else 0.02), diff.max()
-        assert np.mean(diff > 1e-4) < (1e-9 if not analog else 0.05)
+    assert_settle_matches_twin(net, weights, dyn, loss, analog)
 
 
 def test_colour_updates_never_increase_the_energy_of_a_skip_graph():
