@@ -413,9 +413,6 @@ def settle(x, y, S, Q, Wf, WTf, n, soff, edges, conv, adj_ptr, adj, color, cfg, 
     return (int(stats[:, 0].max()), int(stats[:, 1].sum()), stats[:, 2].max(), stats[:, 3].sum() / B, status)
 
 
-NO_CONV = np.zeros((0, 8), dtype=np.int64)
-
-
 def work_size(batch: int, sizes, chunks: int, edges=None, conv=None) -> int:
     """Scratch elements :func:`settle` needs for a batch, the layer sizes ``n``, a number of chunks and, with
     convolutional blocks, the edge and ``conv`` tables."""
