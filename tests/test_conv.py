@@ -6,6 +6,7 @@ from crossbar_sim import conv as CV
 from crossbar_sim import kernels as K
 from crossbar_sim import twins as T
 from crossbar_sim.conv import ConvGeometry, unroll
+from tests.helpers.graph_settle import CASES
 from tests.helpers.periphery import periphery
 
 GEOMETRIES = [ConvGeometry(1, 8, 8, 3, 1, 1), ConvGeometry(3, 9, 7, 3, 2, 1), ConvGeometry(2, 10, 10, 5, 1, 0),
@@ -155,7 +156,6 @@ def _inside_the_box(net, weights):
     return net, weights
 
 
-CASES = [(dyn, loss) for dyn in ("euler", "fixed_point", "coordinate") for loss in ("mse", "cross_entropy")]
 
 
 @pytest.mark.parametrize("analog", [False, True], ids=["exact", "analog"])

@@ -13,7 +13,7 @@ from device_models.ideal import Ideal
 from networks.activations import make_activation
 from networks.graph import Edge, Network
 from networks.small_world import log_spread, rewire, small_world
-from tests.helpers.graph_settle import assert_settle_matches_twin
+from tests.helpers.graph_settle import CASES, assert_settle_matches_twin
 
 HS = make_activation("hard_sigmoid")
 SIZES = (30, 20, 20, 20, 20, 10)
@@ -86,7 +86,6 @@ def _graph(readout="state", seed=0):
     return net, weights
 
 
-CASES = [(dyn, loss) for dyn in ("euler", "fixed_point", "coordinate") for loss in ("mse", "cross_entropy")]
 
 
 @pytest.mark.parametrize("analog", [False, True], ids=["exact", "analog"])

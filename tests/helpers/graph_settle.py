@@ -6,6 +6,9 @@ from crossbar_sim import twins
 from tests.helpers.flat import pack, unpack
 from tests.helpers.periphery import periphery
 
+# every dynamics with each loss: the cases a settle-against-twin test runs
+CASES = [(dyn, loss) for dyn in ("euler", "fixed_point", "coordinate") for loss in ("mse", "cross_entropy")]
+
 
 def assert_settle_matches_twin(net, weights, dyn, loss, analog, B=6, steps=40, rows=5, cols=4):
     """Relax random states of ``net`` for ``steps`` steps with the kernel (two threads) and the twin; the same
