@@ -414,3 +414,13 @@ def load_scenario(path: str | Path | None = None, overrides: list[str] = (), see
     scenario = bind(Scenario, raw)
     scenario.check()
     return scenario
+
+
+def same_scenario(saved: dict, resolved: dict) -> bool:
+    """Whether a resolved scenario written earlier (a run's ``config.yaml``, a checkpoint's copy) describes the
+    run ``resolved`` describes. The saved one is resolved again first, so keys added to the schema since, with
+    defaults that keep old runs' behaviour, do not make an old run look like another scenario."""
+    try:
+        return load_scenario(raw=saved).to_dict() == resolved
+    except ConfigError:
+        return False

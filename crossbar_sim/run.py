@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from crossbar_sim import blas, checkpoint, costs, report
-from crossbar_sim.config import ConfigError, Scenario, load_scenario
+from crossbar_sim.config import ConfigError, Scenario, load_scenario, same_scenario
 from crossbar_sim.data import load_dataset
 from crossbar_sim.trainer import Trainer
 from device_models import get_model
@@ -64,7 +64,7 @@ def run_scenario(scenario: Scenario, out: str | Path, progress: bool = True, ech
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     saved = checkpoint.load(out) if resume else None
-    if saved is not None and saved["scenario"] != scenario.to_dict():
+    if saved is not None and not same_scenario(saved["scenario"], scenario.to_dict()):
         raise checkpoint.CheckpointError(f"{out / checkpoint.FILE}: written for another scenario than "
                                          f"{out / 'config.yaml'}; start a new run directory")
     report.write_config(out, scenario.to_dict())

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import yaml
 
-from crossbar_sim.config import ConfigError, apply_override, load_scenario, read_yaml, set_key
+from crossbar_sim.config import ConfigError, apply_override, load_scenario, read_yaml, same_scenario, set_key
 from crossbar_sim.report import write_atomic
 
 MAX_ATTEMPTS = 3  # starts of one point before a worker death counts as its failure
@@ -332,7 +332,7 @@ def point_state(out: Path, point: Point) -> str:
     d = out / point.name
     config = d / "config.yaml"
     if config.is_file():
-        if yaml.safe_load(config.read_text()) != point.config:
+        if not same_scenario(yaml.safe_load(config.read_text()), point.config):
             raise ConfigError(f"{d}: holds a run of another scenario than this sweep's point; "
                               "use a new --out or remove that directory")
     if (d / "metrics.json").is_file():

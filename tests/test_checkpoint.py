@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from crossbar_sim.cli import main
 from crossbar_sim.config import load_scenario
@@ -97,6 +98,29 @@ def test_resuming_a_finished_run_changes_nothing(tmp_path, capsys):
     assert main(["run", "--resume", str(out), "--quiet"]) == 0
     assert "the run had finished" in capsys.readouterr().out
     assert (out / "metrics.json").stat().st_mtime_ns == before
+
+
+def _drop_key(tree: dict, path: str) -> None:
+    *parents, last = path.split(".")
+    for k in parents:
+        tree = tree[k]
+    del tree[last]
+
+
+def test_a_run_saved_before_a_schema_key_was_added_resumes(tmp_path):
+    """Keys added to the schema later (defaults keeping old behaviour) do not make an old run another scenario."""
+    out = tmp_path / "r"
+    assert main(["run", str(QUICKSTART), "--out", str(out), "--quiet", "--set", "train.epochs=2",
+                 "--set", "data.train_limit=100"]) == 0
+    (out / "metrics.json").unlink()
+    state = pickle.loads((out / "checkpoint.pkl").read_bytes())
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    for tree in (state["scenario"], config):
+        _drop_key(tree, "train.momentum")
+    (out / "checkpoint.pkl").write_bytes(pickle.dumps(state))
+    (out / "config.yaml").write_text(yaml.safe_dump(config))
+    assert main(["run", "--resume", str(out), "--quiet"]) == 0
+    assert (out / "metrics.json").is_file()
 
 
 @pytest.mark.parametrize("setup,args,message", [
