@@ -19,7 +19,8 @@ import yaml
 import device_models
 from crossbar_sim.data import DATASETS, REGRESSION
 from device_models.presets import PRESETS
-from networks.activations import ACTIVATIONS
+from networks.activations import ACTIVATIONS, make_activation
+from networks.conv_net import conv_net
 
 
 class ConfigError(ValueError):
@@ -44,6 +45,9 @@ class DataConfig:
     eval_batch_size: int = spec(500, lo=1)
 
 
+IMAGE_NETS = ("hopfield_resnet", "conv_net")  # kinds built on image-shaped inputs; sizes are [inputs, classes]
+
+
 @dataclass
 class NetworkConfig:
     """``layered``: each layer joined to the next. ``small_world`` (Gammell et al. 2021): the layered
@@ -51,9 +55,11 @@ class NetworkConfig:
     as many layer-skipping connections added (``rewiring: add``); the topology is drawn from the run's seed.
     ``hopfield_resnet`` (Elayedam & Srinivasan): one residual block of convolutional layers per entry of
     ``channels`` on ``image``-shaped inputs (C, H, W), then a dense head; ``sizes`` is then [inputs, classes]
-    and ``skips: false`` gives the same depth without the skips."""
+    and ``skips: false`` gives the same depth without the skips. ``conv_net`` (Laborieux et al. 2021): one
+    convolutional layer per entry of ``channels`` (``kernel`` x ``kernel``, stride 1, ``padding``), each coupled
+    through a ``pool`` x ``pool`` max-pool, then a dense head; ``sizes`` is [inputs, classes] there too."""
 
-    kind: str = spec("layered", choices=("layered", "small_world", "hopfield_resnet"))
+    kind: str = spec("layered", choices=("layered", "small_world", "hopfield_resnet", "conv_net"))
     sizes: list[int] = spec([64, 100, 10], lo=1)
     activation: str = spec("hard_sigmoid", choices=ACTIVATIONS)
     alpha: float | None = spec(None, lo=0.0, lo_open=True)
@@ -62,6 +68,9 @@ class NetworkConfig:
     image: list[int] | None = spec(None, lo=1)
     channels: list[int] = spec([16, 32, 64, 64], lo=1)
     skips: bool = True
+    kernel: int = spec(5, lo=1)
+    padding: int = spec(0, lo=0)
+    pool: int = spec(2, lo=1)
 
 
 @dataclass
@@ -180,8 +189,8 @@ class Scenario:
     def check(self) -> None:
         """Cross-field rules that no single key can check."""
         sizes = self.network.sizes
-        if self.network.kind == "hopfield_resnet":
-            self._check_resnet()
+        if self.network.kind in IMAGE_NETS:
+            self._check_image_net()
         elif len(sizes) < (2 if self.ep.loss == "mse" else 3):
             raise ConfigError(f"network.sizes: the {self.ep.loss} loss needs at least "
                               f"{2 if self.ep.loss == 'mse' else 3} layers, got {sizes}")
@@ -196,21 +205,27 @@ class Scenario:
             raise ConfigError(f"train.momentum: expected a value below 1, got {t.momentum}")
         if t.nesterov and t.momentum == 0:
             raise ConfigError("train.nesterov: needs train.momentum > 0")
-        n_mats = len(sizes) - 1
+        n_mats = len(self.network.channels) + 1 if self.network.kind == "conv_net" else len(sizes) - 1
         if isinstance(self.train.lr, list) and self.network.kind != "hopfield_resnet" and len(self.train.lr) != n_mats:
             raise ConfigError(f"train.lr: expected one rate per layer pair ({n_mats}: the matrix into each layer), "
                               f"got {len(self.train.lr)}")
 
-    def _check_resnet(self) -> None:
+    def _check_image_net(self) -> None:
         net = self.network
         if net.image is None or len(net.image) != 3:
-            raise ConfigError(f"network.image: hopfield_resnet needs the input's [channels, height, width], got {net.image}")
+            raise ConfigError(f"network.image: {net.kind} needs the input's [channels, height, width], got {net.image}")
         c, h, w = net.image
         if len(net.sizes) != 2 or net.sizes[0] != c * h * w:
-            raise ConfigError(f"network.sizes: hopfield_resnet takes [inputs, classes] with inputs = {c}x{h}x{w} = "
+            raise ConfigError(f"network.sizes: {net.kind} takes [inputs, classes] with inputs = {c}x{h}x{w} = "
                               f"{c * h * w}, got {net.sizes}")
-        if isinstance(self.train.lr, list):
+        if isinstance(self.train.lr, list) and net.kind == "hopfield_resnet":
             raise ConfigError("train.lr: hopfield_resnet takes one learning rate")
+        if net.kind == "conv_net":
+            try:
+                conv_net(tuple(net.image), net.channels, net.sizes[-1], make_activation("hard_sigmoid"),
+                         kernel=net.kernel, padding=net.padding, pool=net.pool)
+            except ValueError as exc:
+                raise ConfigError(f"network: {exc}") from None
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)

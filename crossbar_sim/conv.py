@@ -9,14 +9,16 @@ rows give a patch, and the patches are added back into the input image (col2im).
 the tile periphery of :func:`crossbar_sim.kernels.mvm` (DAC'd inputs, per-tile read noise and ADC).
 
 Images are flattened per sample in NCHW order, ``(B, C * H * W)``, the layout of the settle kernel's state
-layers. The slow NumPy twins are in :mod:`crossbar_sim.twins`.
+layers. A pooling block (``pool > 1``, :mod:`networks.convolution`) max-pools the forward read and records each
+window's winner; its transposed read puts each destination value back at its window's winner (from the last
+forward read) before reading the conductances backwards. The slow NumPy twins are in :mod:`crossbar_sim.twins`.
 """
 from __future__ import annotations
 
 from numba import njit
 
 from crossbar_sim.reads import mvm
-from networks.convolution import ConvGeometry, unroll  # noqa: F401  (re-exported: the geometry and the layout)
+from networks.convolution import TIE, ConvGeometry, unroll  # noqa: F401  (re-exported: the geometry and the layout)
 
 
 @njit(cache=True)
@@ -66,13 +68,16 @@ def col2im(cols, C, H, W, k, stride, pad, OH, OW, out):
 
 
 @njit(cache=True)
-def conv_read(x, Wc, out, accumulate, C, H, W, k, stride, pad, OH, OW, block, per, key, ctr, row0, B_total,
-              patches, pix, xb, yb):
-    """``out = conv(x)`` through the tiles: (B, C H W) images, already through the DAC, to (B, C_out OH OW), NCHW.
+def conv_read(x, Wc, out, accumulate, C, H, W, k, stride, pad, OH, OW, pool, arg, block, per, key, ctr, row0,
+              B_total, patches, pix, xb, yb):
+    """``out = P(conv(x))`` through the tiles: (B, C H W) images, already through the DAC, to
+    (B, C_out OH OW / pool^2), NCHW.
 
     Args:
         Wc: the unrolled kernel (C k k [+ 1 bias row], C_out), as read from the conductances.
         accumulate: add to ``out`` instead of overwriting it.
+        pool, arg: the max-pool window (1: none) and, when pooling, where each pooled unit's winning window
+            position goes (float32, shaped like ``out``).
         block: tile rows. per, key, ctr: periphery and noise stream, as for :func:`crossbar_sim.kernels.mvm`;
             the read's rows are the B OH OW patches, so each pixel draws its own noise.
         row0, B_total: ``x`` holds samples ``row0 ..`` of a batch of ``B_total`` (noise is indexed by the pixel
@@ -89,6 +94,9 @@ def conv_read(x, Wc, out, accumulate, C, H, W, k, stride, pad, OH, OW, block, pe
     ctr = mvm(patches, Wc, pix, False, block, per, key, ctr, row0 * P, B_total * P, xb, yb)
     if not accumulate:
         out[:, :] = 0.0
+    if pool > 1:
+        _pool(pix, out, arg, B, co, OH, OW, pool)
+        return ctr
     for b in range(B):
         for p in range(P):
             row = pix[b * P + p]
@@ -98,14 +106,51 @@ def conv_read(x, Wc, out, accumulate, C, H, W, k, stride, pad, OH, OW, block, pe
 
 
 @njit(cache=True)
-def conv_transpose_read(y, WTc, out, accumulate, C, H, W, k, stride, pad, OH, OW, block, per, key, ctr, row0,
-                        B_total, pix, cols, xb, yb):
-    """``out = conv^T(y)`` through the same conductances read backwards: (B, C_out OH OW), already through the
-    DAC, to (B, C H W).
+def _pool(pix, out, arg, B, co, OH, OW, q):
+    """Adds the max of each q x q window of the (B OH OW, C_out) pixel rows to ``out`` (pooled NCHW) and
+    records the winner's window position (row-major; the first on a tie, within ``TIE``) in ``arg``."""
+    PH, PW = OH // q, OW // q
+    for b in range(B):
+        for j in range(co):
+            for ph in range(PH):
+                for pw in range(PW):
+                    best = pix[b * OH * OW + ph * q * OW + pw * q, j]
+                    at = 0
+                    for dy in range(q):
+                        for dx in range(q):
+                            v = pix[b * OH * OW + (ph * q + dy) * OW + pw * q + dx, j]
+                            if v > best + TIE * max(1.0, abs(best)):
+                                best, at = v, dy * q + dx
+                    u = (j * PH + ph) * PW + pw
+                    out[b, u] += best
+                    arg[b, u] = at
+
+
+@njit(cache=True)
+def _unpool(y, arg, pix, B, co, OH, OW, q):
+    """The (B, C_out OH OW / q^2) pooled images ``y`` as (B OH OW, C_out) pixel rows: each value at its window's
+    winner ``arg``, zeros elsewhere."""
+    PH, PW = OH // q, OW // q
+    pix[:, :] = 0.0
+    for b in range(B):
+        for j in range(co):
+            for ph in range(PH):
+                for pw in range(PW):
+                    u = (j * PH + ph) * PW + pw
+                    at = int(arg[b, u])
+                    pix[b * OH * OW + (ph * q + at // q) * OW + pw * q + at % q, j] = y[b, u]
+
+
+@njit(cache=True)
+def conv_transpose_read(y, WTc, out, accumulate, C, H, W, k, stride, pad, OH, OW, pool, arg, block, per, key, ctr,
+                        row0, B_total, pix, cols, xb, yb):
+    """``out = conv^T(unpool(y))`` through the same conductances read backwards: (B, C_out OH OW / pool^2),
+    already through the DAC, to (B, C H W).
 
     Args:
         WTc: the unrolled kernel transposed, (C_out, C k k), without the bias row (the transposed read drives
             the columns; the bias line is not an input there).
+        pool, arg: the max-pool window and, when pooling, the winners recorded by the forward read.
         accumulate, row0, B_total: as for :func:`conv_read`.
         block: tile columns. pix: scratch (B OH OW, C_out); cols: scratch (B OH OW, C k k).
 
@@ -115,11 +160,14 @@ def conv_transpose_read(y, WTc, out, accumulate, C, H, W, k, stride, pad, OH, OW
     B = y.shape[0]
     P = OH * OW
     co = WTc.shape[0]
-    for b in range(B):
-        for p in range(P):
-            row = pix[b * P + p]
-            for j in range(co):
-                row[j] = y[b, j * P + p]
+    if pool > 1:
+        _unpool(y, arg, pix, B, co, OH, OW, pool)
+    else:
+        for b in range(B):
+            for p in range(P):
+                row = pix[b * P + p]
+                for j in range(co):
+                    row[j] = y[b, j * P + p]
     ctr = mvm(pix, WTc, cols, False, block, per, key, ctr, row0 * P, B_total * P, xb, yb)
     if not accumulate:
         out[:, :] = 0.0

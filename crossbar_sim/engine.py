@@ -16,6 +16,7 @@ from crossbar_sim import kernels as K
 from crossbar_sim.rng import new_key
 from crossbar_sim.tiles import CrossbarArray, IdealArray, Periphery, Programming
 from device_models.base import DeviceModel
+from networks.convolution import N_CONV
 from networks.graph import Network
 
 
@@ -69,7 +70,7 @@ class Engine:
             self.edge_table[k] = (e.src, e.dst, wsize, wtsize, e.bias, conv)
             wsize += r * c
             wtsize += (r - e.bias) * c
-        self.conv_table = np.array(geometries, dtype=np.int64).reshape(-1, 8)
+        self.conv_table = np.array(geometries, dtype=np.int64).reshape(-1, N_CONV)
         # Blocks between two state layers, per layer, in block order: what the kernel reads for that layer.
         inner = [[k for k, e in enumerate(network.state_edges) if e.src >= 1 and l in (e.src, e.dst)]
                  for l in range(self.L + 1)]
@@ -188,7 +189,7 @@ class Engine:
         return reads * np.array([1, rows * col_tiles, cols * row_tiles, 2 * (pairs + e.bias * cols)], dtype=np.int64)
 
     def phase_ops(self, res: PhaseResult, batch: int, nudged: bool) -> np.ndarray:
-        """``OPS`` counts of one phase: the clamped input's blocks read once per sample, then, for every step
+        """``OPS`` counts of one phase: the clamped input's blocks (and pooling blocks) read once per sample, then, for every step
         each sample took (a converged sample stops reading), every block between state layers read forward
         and transposed, and in a nudged cross-entropy phase the readout both ways for the nudging force."""
         clamped, per_step, readout = self._phase_read_ops()
@@ -207,6 +208,8 @@ class Engine:
                     clamped += self.read_ops(k, False)
                 else:
                     per_step += self.read_ops(k, False) + self.read_ops(k, True)
+                    if e.conv is not None and e.conv.pool > 1:  # its winners are read at the phase's start too
+                        clamped += self.read_ops(k, False)
             r = len(self.edges) - 1
             readout = self.read_ops(r, False) + self.read_ops(r, True)
             self._phase_counts = (clamped, per_step, readout)

@@ -19,7 +19,7 @@ import numpy as np
 
 from crossbar_sim import kernels as K
 from crossbar_sim.engine import Engine
-from networks.convolution import nchw_to_pixels, patches
+from networks.convolution import destination_pixels, patches, pool_max
 
 
 class SimulationError(RuntimeError):
@@ -45,9 +45,9 @@ def grad_difference(engine: Engine, x: np.ndarray, first: list[np.ndarray], seco
     """
     B = x.shape[0]
     out = []
-    for e in engine.network.state_edges:
+    for k, e in enumerate(engine.network.state_edges):
         if e.conv is not None:
-            out.append(_conv_grad_difference(engine, e, x, first, second, scale))
+            out.append(_conv_grad_difference(engine, e, engine.arrays[k].W_view, x, first, second, scale))
             continue
         b1, b2 = first[e.dst - 1], second[e.dst - 1]
         n_src = x.shape[1] if e.src == 0 else first[e.src - 1].shape[1]
@@ -64,16 +64,25 @@ def grad_difference(engine: Engine, x: np.ndarray, first: list[np.ndarray], seco
     return out
 
 
-def _conv_grad_difference(engine, e, x, first, second, scale):
+def _conv_grad_difference(engine, e, W, x, first, second, scale):
     """The same for a convolutional block: the patches of the source against the destination's pixels, summed
-    over pixels (the kernel is shared by every pixel), the bias row over pixels too."""
+    over pixels (the kernel is shared by every pixel), the bias row over pixels too. A pooling block's
+    destination goes back to the pixels that won their windows in each phase, found from the convolution
+    recomputed with the weights as read, without read noise (the settle kernel's own winners, from noisy
+    reads, are not kept past the phase)."""
     g, B = e.conv, x.shape[0]
-    pix1, pix2 = nchw_to_pixels(first[e.dst - 1], g), nchw_to_pixels(second[e.dst - 1], g)
     if e.src == 0:
         p = patches(x, g)
         a, b = p, p
     else:
         a, b = patches(first[e.src - 1], g), patches(second[e.src - 1], g)
+    win1 = win2 = None
+    if g.pool > 1:
+        kernel = W[: g.patch]
+        win1 = pool_max(a @ kernel, B, g)[1]
+        win2 = win1 if e.src == 0 else pool_max(b @ kernel, B, g)[1]
+    pix1 = destination_pixels(first[e.dst - 1], g, win1)
+    pix2 = destination_pixels(second[e.dst - 1], g, win2)
     out = np.empty(e.shape(engine.network.sizes))
     out[: g.patch] = (np.concatenate([a, b]).T @ np.concatenate([pix1, -pix2])) * (scale / B)
     if e.bias:

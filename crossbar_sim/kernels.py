@@ -12,9 +12,16 @@ Array conventions (all float32, C-contiguous, batch first):
   offsets ``woff`` into ``Wf`` and ``wtoff`` into ``WTf``, whether the block holds the destination's bias
   row, and the row of ``conv`` describing a convolutional block (-1: dense). With the cross-entropy readout its
   block (L -> L + 1) is the last row.
-* ``conv``: int64 rows ``C, H, W, k, stride, pad, OH, OW`` (:class:`crossbar_sim.conv.ConvGeometry`), one per
-  convolutional block. Such a block is stored unrolled, (C k k + bias, C_out) at ``woff`` and (C_out, C k k) at
-  ``wtoff``; its layers are images flattened per sample in NCHW order (n_src = C H W, n_dst = C_out OH OW).
+* ``conv``: int64 rows ``C, H, W, k, stride, pad, OH, OW, pool`` (:class:`crossbar_sim.conv.ConvGeometry`), one
+  per convolutional block. Such a block is stored unrolled, (C k k + bias, C_out) at ``woff`` and (C_out, C k k)
+  at ``wtoff``; its layers are images flattened per sample in NCHW order (n_src = C H W,
+  n_dst = C_out OH OW / pool^2).
+* A pooling block (pool > 1) is read forward whenever its source layer changes (at the start of a phase and
+  after each update of that layer), into a stash in the scratch: the pooled output, which the destination's
+  drive adds, and each window's winner, which the transposed read routes through. The feedback therefore
+  always uses the winners of the source's current state, under every dynamics (for the coordinate dynamics
+  this makes each source update a majorise-minimise step: the pooled coupling is convex in the source, so
+  the energy still does not increase).
 * ``Wf``: every block as read from its conductances, an (n_src + bias, n_dst) matrix at ``woff`` whose last
   row, if any, is the bias row (driven by the constant ``x_max``). ``WTf``: the same conductances in
   transposed layout, (n_dst, n_src) at ``wtoff``, without the bias row. Both are refreshed from one
@@ -61,10 +68,10 @@ def _weights(Wf, off, rows, cols):
 
 @njit(cache=True)
 def _drive(l, c, x, y, Q, Wf, WTf, n, soff, edges, conv, adj_ptr, adj, drive_in, has_in, pre, beta, loss, per, key,
-           ctr, xb, yb, ce, cbuf):
+           ctr, xb, yb, ce, cbuf, stash, stash_off, noarg):
     """Everything that pushes on layer ``l`` for rows ``c = (b0, b1, B)``: the clamped input's drive, every
-    block to another state layer (forward from below, transposed from above), and the cross-entropy nudge.
-    Writes the pre-activation into ``pre``; returns the noise counter."""
+    block to another state layer (forward from below, transposed from above; a pooling block's forward from
+    its stash), and the cross-entropy nudge. Writes the pre-activation into ``pre``; returns the noise counter."""
     b0, b1, B = c
     Bc = b1 - b0
     L = soff.size - 1
@@ -76,13 +83,22 @@ def _drive(l, c, x, y, Q, Wf, WTf, n, soff, edges, conv, adj_ptr, adj, drive_in,
     for k in range(adj_ptr[l], adj_ptr[l + 1]):
         e = adj[k]
         src, dst = edges[e, EDGE_SRC], edges[e, EDGE_DST]
-        if edges[e, EDGE_CONV] >= 0:
-            if dst == l:
-                ctr = _conv_forward(e, _rows(Q, soff[src], n[src], b0, b1), Wf, n, edges, conv, b0, B, pre, filled,
-                                    rows, per, key, ctr, xb, yb, cbuf)
+        if stash_off[e] >= 0:  # a pooling convolution
+            out, arg = _stash(e, stash, stash_off, n, edges, Bc)
+            if dst == l and filled:
+                pre += out
+            elif dst == l:
+                pre[:, :] = out
             else:
                 ctr = _conv_backward(e, Q, WTf, n, soff, edges, conv, b0, b1, B, pre, filled, cols, per, key, ctr,
-                                     xb, yb, cbuf)
+                                     xb, yb, cbuf, arg)
+        elif edges[e, EDGE_CONV] >= 0:
+            if dst == l:
+                ctr = _conv_forward(e, _rows(Q, soff[src], n[src], b0, b1), Wf, n, edges, conv, b0, B, pre, filled,
+                                    rows, per, key, ctr, xb, yb, cbuf, noarg)
+            else:
+                ctr = _conv_backward(e, Q, WTf, n, soff, edges, conv, b0, b1, B, pre, filled, cols, per, key, ctr,
+                                     xb, yb, cbuf, noarg)
         elif dst == l:  # from below, through the block as stored
             ctr = mvm(_rows(Q, soff[src], n[src], b0, b1), _weights(Wf, edges[e, EDGE_WOFF], n[src] + edges[e, EDGE_BIAS],
                       n[l]), pre, filled, rows, per, key, ctr, b0, B, xb, yb)
@@ -121,55 +137,94 @@ def _drive(l, c, x, y, Q, Wf, WTf, n, soff, edges, conv, adj_ptr, adj, drive_in,
 
 
 @njit(cache=True)
+def _stash(e, stash, stash_off, n, edges, Bc):
+    """Pooling block ``e``'s stash for ``Bc`` rows: its last pooled forward read and the windows' winners."""
+    m = n[edges[e, EDGE_DST]]
+    o = stash_off[e]
+    return stash[o: o + Bc * m].reshape(Bc, m), stash[o + Bc * m: o + 2 * Bc * m].reshape(Bc, m)
+
+
+@njit(cache=True)
+def _stash_offsets(n, edges, conv, Bc):
+    """Offset of each pooling block's stash in the stash scratch (-1: not a pooling block)."""
+    out = np.full(edges.shape[0], -1, np.int64)
+    o = 0
+    for e in range(edges.shape[0]):
+        g = edges[e, EDGE_CONV]
+        if g >= 0 and conv[g, 8] > 1:
+            out[e] = o
+            o += 2 * Bc * n[edges[e, EDGE_DST]]
+    return out
+
+
+@njit(cache=True)
+def _refresh_pools(l, Q, Wf, n, soff, edges, conv, b0, b1, B, per, key, ctr, xb, yb, cbuf, stash, stash_off):
+    """Read the pooling blocks out of state layer ``l`` forward into their stashes (after ``l`` changed)."""
+    for e in range(edges.shape[0]):
+        if stash_off[e] >= 0 and edges[e, EDGE_SRC] == l:
+            out, arg = _stash(e, stash, stash_off, n, edges, b1 - b0)
+            ctr = _conv_forward(e, _rows(Q, soff[l], n[l], b0, b1), Wf, n, edges, conv, b0, B, out, False,
+                                int(per[PER_TILE_ROWS]), per, key, ctr, xb, yb, cbuf, arg)
+    return ctr
+
+
+@njit(cache=True)
 def _conv_scratch(e, n, edges, conv, Bc, cbuf):
     """Geometry of convolutional block ``e`` and its patch and pixel scratch for ``Bc`` rows."""
     g = edges[e, EDGE_CONV]
     P = conv[g, 6] * conv[g, 7]
     patch = conv[g, 0] * conv[g, 3] * conv[g, 3]
-    co = n[edges[e, EDGE_DST]] // P
+    co = n[edges[e, EDGE_DST]] * conv[g, 8] * conv[g, 8] // P
     patches = cbuf[: Bc * P * patch].reshape(Bc * P, patch)
     pix = cbuf[Bc * P * patch: Bc * P * (patch + co)].reshape(Bc * P, co)
     return g, patch, co, patches, pix
 
 
 @njit(cache=True)
-def _conv_forward(e, xs, Wf, n, edges, conv, b0, B, out, accumulate, block, per, key, ctr, xb, yb, cbuf):
-    """Convolutional block ``e`` read forward from its source rows ``xs`` (rows b0.. of the batch) into ``out``."""
+def _conv_forward(e, xs, Wf, n, edges, conv, b0, B, out, accumulate, block, per, key, ctr, xb, yb, cbuf, arg):
+    """Convolutional block ``e`` read forward from its source rows ``xs`` (rows b0.. of the batch) into ``out``
+    (pooled, the winners into ``arg``, when the block pools)."""
     g, patch, co, patches, pix = _conv_scratch(e, n, edges, conv, xs.shape[0], cbuf)
     W = _weights(Wf, edges[e, EDGE_WOFF], patch + edges[e, EDGE_BIAS], co)
     return conv_read(xs, W, out, accumulate, conv[g, 0], conv[g, 1], conv[g, 2], conv[g, 3], conv[g, 4], conv[g, 5],
-                     conv[g, 6], conv[g, 7], block, per, key, ctr, b0, B, patches, pix, xb, yb)
+                     conv[g, 6], conv[g, 7], conv[g, 8], arg, block, per, key, ctr, b0, B, patches, pix, xb, yb)
 
 
 @njit(cache=True)
-def _conv_backward(e, Q, WTf, n, soff, edges, conv, b0, b1, B, out, accumulate, block, per, key, ctr, xb, yb, cbuf):
-    """Convolutional block ``e`` read backwards (the transposed convolution) from its destination layer."""
+def _conv_backward(e, Q, WTf, n, soff, edges, conv, b0, b1, B, out, accumulate, block, per, key, ctr, xb, yb, cbuf,
+                   arg):
+    """Convolutional block ``e`` read backwards (the transposed convolution) from its destination layer,
+    through the winners ``arg`` when it pools."""
     dst = edges[e, EDGE_DST]
     g, patch, co, patches, pix = _conv_scratch(e, n, edges, conv, b1 - b0, cbuf)
     return conv_transpose_read(_rows(Q, soff[dst], n[dst], b0, b1), _weights(WTf, edges[e, EDGE_WTOFF], co, patch),
                                out, accumulate, conv[g, 0], conv[g, 1], conv[g, 2], conv[g, 3], conv[g, 4],
-                               conv[g, 5], conv[g, 6], conv[g, 7], block, per, key, ctr, b0, B, pix, patches, xb, yb)
+                               conv[g, 5], conv[g, 6], conv[g, 7], conv[g, 8], arg, block, per, key, ctr, b0, B, pix,
+                               patches, xb, yb)
 
 
 @njit(cache=True)
 def scratch_dims(n, edges, conv):
-    """Per row of a chunk: the ``mvm`` scratch ``xb`` and ``yb`` and the convolution scratch, in elements.
-    A convolutional read has one row per output pixel, so its converters need P times the room."""
+    """Per row of a chunk: the ``mvm`` scratch ``xb`` and ``yb``, the convolution scratch and the pooling
+    stashes, in elements. A convolutional read has one row per output pixel, so its converters need P times
+    the room."""
     nmax = 0
     for i in range(n.size):
         nmax = max(nmax, n[i])
-    xm, ym, cm = 1, nmax, 0
+    xm, ym, cm, sm = 1, nmax, 0, 0
     for e in range(edges.shape[0]):
         g = edges[e, EDGE_CONV]
         if g < 0:
             continue
         P = conv[g, 6] * conv[g, 7]
         patch = conv[g, 0] * conv[g, 3] * conv[g, 3]
-        co = n[edges[e, EDGE_DST]] // P
+        co = n[edges[e, EDGE_DST]] * conv[g, 8] * conv[g, 8] // P
         xm = max(xm, P)
         ym = max(ym, P * max(co, patch))
         cm = max(cm, P * (patch + co))
-    return xm, ym, cm
+        if conv[g, 8] > 1:
+            sm += 2 * n[edges[e, EDGE_DST]]
+    return xm, ym, cm, sm
 
 
 @njit(cache=True, fastmath=True)
@@ -286,7 +341,11 @@ def _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, edges, conv, adj_ptr, adj
     pre_all = work[:o]
     drive_all = work[o: 2 * o]
     o *= 2
-    xm, ym, cm = scratch_dims(n, edges, conv)
+    xm, ym, cm, sm = scratch_dims(n, edges, conv)
+    stash = work[o: o + Bc * sm]
+    o += Bc * sm
+    stash_off = _stash_offsets(n, edges, conv, Bc)
+    noarg = np.zeros((1, 1), np.float32)
     xb = work[o: o + Bc * xm]
     o += Bc * xm
     yb = work[o: o + Bc * ym]
@@ -314,13 +373,16 @@ def _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, edges, conv, adj_ptr, adj
         if edges[e, EDGE_SRC] == 0:
             l = edges[e, EDGE_DST]
             if edges[e, EDGE_CONV] >= 0:
+                arg = _stash(e, stash, stash_off, n, edges, Bc)[1] if stash_off[e] >= 0 else noarg
                 ctr = _conv_forward(e, xc, Wf, n, edges, conv, b0, B, _rows(drive_all, poff[l], n[l], 0, Bc),
-                                    has_in[l], int(per[PER_TILE_ROWS]), per, key, ctr, xb, yb, cbuf)
+                                    has_in[l], int(per[PER_TILE_ROWS]), per, key, ctr, xb, yb, cbuf, arg)
             else:
                 ctr = mvm(xc, _weights(Wf, edges[e, EDGE_WOFF], n[0] + edges[e, EDGE_BIAS], n[l]),
                           _rows(drive_all, poff[l], n[l], 0, Bc), has_in[l], int(per[PER_TILE_ROWS]), per, key, ctr,
                           b0, B, xb, yb)
             has_in[l] = True
+    for l in range(1, L + 1):
+        ctr = _refresh_pools(l, Q, Wf, n, soff, edges, conv, b0, b1, B, per, key, ctr, xb, yb, cbuf, stash, stash_off)
     n_colors = 1
     for l in range(1, L + 1):
         n_colors = max(n_colors, color[l] + 1)
@@ -335,20 +397,27 @@ def _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, edges, conv, adj_ptr, adj
                     continue
                 ctr = _drive(l, c, x, yc, Q, Wf, WTf, n, soff, edges, conv, adj_ptr, adj,
                              _rows(drive_all, poff[l], n[l], 0, Bc), has_in, _rows(pre_all, poff[l], n[l], 0, Bc),
-                             beta, loss, per, key, ctr, xb, yb, ce, cbuf)
+                             beta, loss, per, key, ctr, xb, yb, ce, cbuf, stash, stash_off, noarg)
                 if dyn == DYN_COORDINATE:
                     _update(_rows(S, soff[l], n[l], b0, b1), _rows(pre_all, poff[l], n[l], 0, Bc), yc,
-                                   l == L and loss == LOSS_MSE and beta != 0.0, dyn, beta, eps, hi, frozen, rowmax, rowsum, dbuf, dbits)
+                            l == L and loss == LOSS_MSE and beta != 0.0, dyn, beta, eps, hi, frozen, rowmax, rowsum,
+                            dbuf, dbits)
                     if analog:
                         lo, hi_ = soff[l] + b0 * n[l], soff[l] + b1 * n[l]
                         dac(S[lo:hi_], Q[lo:hi_], dac_steps, 0.0, hi)
+                    ctr = _refresh_pools(l, Q, Wf, n, soff, edges, conv, b0, b1, B, per, key, ctr, xb, yb, cbuf,
+                                         stash, stash_off)
             if dyn != DYN_COORDINATE:
                 for l in range(1, L + 1):
                     _update(_rows(S, soff[l], n[l], b0, b1), _rows(pre_all, poff[l], n[l], 0, Bc), yc,
-                                   l == L and loss == LOSS_MSE and beta != 0.0, dyn, beta, eps, hi, frozen, rowmax, rowsum, dbuf, dbits)
+                            l == L and loss == LOSS_MSE and beta != 0.0, dyn, beta, eps, hi, frozen, rowmax, rowsum,
+                            dbuf, dbits)
                     if analog:
                         lo, hi_ = soff[l] + b0 * n[l], soff[l] + b1 * n[l]
                         dac(S[lo:hi_], Q[lo:hi_], dac_steps, 0.0, hi)
+                for l in range(1, L + 1):
+                    ctr = _refresh_pools(l, Q, Wf, n, soff, edges, conv, b0, b1, B, per, key, ctr, xb, yb, cbuf,
+                                         stash, stash_off)
         active = 0
         for b in range(Bc):
             if frozen[b]:
@@ -418,7 +487,7 @@ def work_size(batch: int, sizes, chunks: int, edges=None, conv=None) -> int:
     convolutional blocks, the edge and ``conv`` tables."""
     rows = -(-batch // chunks)
     nmax = max(sizes)
-    xm, ym, cm = 1, nmax, 0
+    xm, ym, cm, sm = 1, nmax, 0, 0
     if edges is not None and conv is not None and len(conv):
-        xm, ym, cm = scratch_dims(np.asarray(sizes, dtype=np.int64), edges, conv)
-    return chunks * (rows * (2 * sum(sizes[1:]) + 2 + xm + ym + 3 * nmax + cm) + 64)
+        xm, ym, cm, sm = scratch_dims(np.asarray(sizes, dtype=np.int64), edges, conv)
+    return chunks * (rows * (2 * sum(sizes[1:]) + 2 + xm + ym + 3 * nmax + cm + sm) + 64)

@@ -22,6 +22,7 @@ from device_models.base import DeviceModel
 from networks.activations import make_activation
 from networks.graph import Network
 from networks.layered import LayeredNetwork
+from networks.conv_net import conv_net
 from networks.resnet import hopfield_resnet
 from networks.small_world import small_world
 
@@ -43,6 +44,9 @@ def build_network(scenario: Scenario, rng: np.random.Generator) -> Network:
         return small_world(tuple(net.sizes), activation, readout, net.p, rng, net.rewiring)
     if net.kind == "hopfield_resnet":
         return hopfield_resnet(tuple(net.image), net.channels, net.sizes[-1], activation, readout, net.skips)
+    if net.kind == "conv_net":
+        return conv_net(tuple(net.image), net.channels, net.sizes[-1], activation, readout, net.kernel, net.padding,
+                        net.pool)
     return LayeredNetwork(tuple(net.sizes), activation, readout)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from crossbar_sim import kernels as K
 from crossbar_sim.rng import normal_np, uniform_np
-from networks.convolution import nchw_to_pixels, patches, pixels_to_nchw
+from networks.convolution import destination_pixels, patches, pixels_to_nchw, pool_max
 
 
 def dac(x, steps, lo, hi):
@@ -51,6 +51,9 @@ def settle(x, y, states, weights, dynamics, loss, T, beta, eps, hi, tol, per, ke
             biases. A convolutional block's weights are its unrolled kernel (C k k [+ 1], C_out).
         colors: colour of each layer 0..L for the coordinate dynamics; default odd/even.
 
+    A pooling block is read forward when its source changes (phase start, after each update of the source),
+    its pooled output and winners kept for the destination's drive and the transposed read, as in the kernel.
+
     Returns:
         (final states, steps of the longest-running sample, largest change in a sample's last step).
         Each sample stops once its largest change in a step is below ``tol``.
@@ -69,32 +72,51 @@ def settle(x, y, states, weights, dynamics, loss, T, beta, eps, hi, tol, per, ke
     q = [dq(a) for a in s]
     ctr = 0
 
-    def read(inp, W, block, geom=None, transposed=False):
+    def read(inp, W, block, geom=None, transposed=False, arg=None):
+        """The read's output; a forward convolution's comes with its winners (None unless it pools)."""
         nonlocal ctr
         W = np.ascontiguousarray(W)
         if geom is None:
             out, ctr = mvm(inp, W, block, per, key, ctr)
         elif transposed:
-            out, ctr = conv_transpose_read(inp, W, geom, block, per, key, ctr)
+            out, ctr = conv_transpose_read(inp, W, geom, block, per, key, ctr, arg)
         else:
-            out, ctr = conv_read(inp, W, geom, block, per, key, ctr)
+            out, arg, ctr = conv_read(inp, W, geom, block, per, key, ctr)
+            return out, arg
         return out
+
+    def forward(inp, W, geom):
+        return read(inp, W, rows) if geom is None else read(inp, W, rows, geom)[0]
+
+    def pooling(geom):
+        return geom is not None and geom.pool > 1
 
     clamped = {}
     for (src, dst, bias, geom), W in zip(inner, weights):
         if src == 0:
-            d = read(x, W, rows, geom)
+            d = forward(x, W, geom)
             clamped[dst] = d if dst not in clamped else clamped[dst] + d
+
+    stash = {}  # pooling block -> (pooled output, winners) of its source's current state
+
+    def refresh(l):
+        for k, ((src, dst, bias, geom), W) in enumerate(zip(inner, weights)):
+            if src == l and pooling(geom):
+                stash[k] = read(q[l - 1], W, rows, geom)
+
+    for l in range(1, L + 1):
+        refresh(l)
 
     def drive(l):  # l is 1-based
         pre = clamped[l].copy() if l in clamped else np.zeros((x.shape[0], s[l - 1].shape[1]))
-        for (src, dst, bias, geom), W in zip(inner, weights):
+        for k, ((src, dst, bias, geom), W) in enumerate(zip(inner, weights)):
             if src == 0 or l not in (src, dst):
                 continue
             if dst == l:
-                pre = pre + read(q[src - 1], W, rows, geom)
+                pre = pre + (stash[k][0] if pooling(geom) else forward(q[src - 1], W, geom))
             else:
-                pre = pre + read(q[dst - 1], W[: W.shape[0] - bias].T, cols, geom, transposed=True)
+                pre = pre + read(q[dst - 1], W[: W.shape[0] - bias].T, cols, geom, transposed=True,
+                                 arg=stash[k][1] if pooling(geom) else None)
         if l == L and loss == K.LOSS_CE and beta != 0:
             V = weights[-1]
             z = read(q[L - 1], V, rows)
@@ -133,10 +155,13 @@ def settle(x, y, states, weights, dynamics, loss, T, beta, eps, hi, tol, per, ke
             for colour in range(max(colors[1:]) + 1):
                 for l in [l for l in range(1, L + 1) if colors[l] == colour]:
                     update(l, drive(l))
+                    refresh(l)
         else:
             pres = [drive(l) for l in range(1, L + 1)]
             for l in range(1, L + 1):
                 update(l, pres[l - 1])
+            for l in range(1, L + 1):
+                refresh(l)
         steps[active] = t + 1
         last[active] = rowmax[active]
         active &= rowmax >= tol
@@ -156,16 +181,19 @@ def pulse_counts(dW, dw_step, stochastic, cap, key):
 
 
 def conv_read(x, Wc, g, block, per, key, ctr):
-    """Twin of :func:`crossbar_sim.conv.conv_read`: returns ((B, C_out OH OW) float64, new counter)."""
+    """Twin of :func:`crossbar_sim.conv.conv_read`: returns ((B, n_dst) float64, winners or None, new counter)."""
     B = x.shape[0]
     pix, ctr = mvm(patches(x, g).astype(np.float32), Wc, block, per, key, ctr)
-    return pixels_to_nchw(pix, B, g), ctr
+    if g.pool > 1:
+        return (*pool_max(pix, B, g), ctr)
+    return pixels_to_nchw(pix, B, g), None, ctr
 
 
-def conv_transpose_read(y, WTc, g, block, per, key, ctr):
-    """Twin of :func:`crossbar_sim.conv.conv_transpose_read`: returns ((B, C H W) float64, new counter)."""
+def conv_transpose_read(y, WTc, g, block, per, key, ctr, arg=None):
+    """Twin of :func:`crossbar_sim.conv.conv_transpose_read` (``arg``: the winners, when the block pools):
+    returns ((B, C H W) float64, new counter)."""
     B = y.shape[0]
-    cols, ctr = mvm(nchw_to_pixels(y, g).astype(np.float32), WTc, block, per, key, ctr)
+    cols, ctr = mvm(destination_pixels(y, g, arg).astype(np.float32), WTc, block, per, key, ctr)
     cols = cols.reshape(B, g.OH, g.OW, g.C, g.k, g.k)
     img = np.zeros((B, g.C, g.H + 2 * g.pad + g.stride * g.OH, g.W + 2 * g.pad + g.stride * g.OW))
     for ky in range(g.k):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from networks.activations import Activation
-from networks.convolution import ConvGeometry, patches
+from networks.convolution import ConvGeometry, patches, pixels_to_nchw, pool_max
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,7 +39,7 @@ class Edge:
     def shape(self, sizes) -> tuple[int, int]:
         """The stored matrix: (n_src [+ 1], n_dst), or for a convolution (C k k [+ 1], C_out)."""
         if self.conv is not None:
-            return self.conv.patch + self.bias, sizes[self.dst] // self.conv.pixels
+            return self.conv.patch + self.bias, sizes[self.dst] // self.conv.pooled
         return sizes[self.src] + self.bias, sizes[self.dst]
 
     def full_mask(self, sizes) -> np.ndarray | None:
@@ -101,9 +101,10 @@ class Network:
                 if n[e.src] != g.C * g.H * g.W:
                     out.append(f"block {e.src}->{e.dst}: layer {e.src} has {n[e.src]} units, the convolution reads "
                                f"{g.C}x{g.H}x{g.W} = {g.C * g.H * g.W}")
-                if n[e.dst] % g.pixels:
+                if n[e.dst] % g.pooled:
+                    oh, ow = g.OH // g.pool, g.OW // g.pool
                     out.append(f"block {e.src}->{e.dst}: layer {e.dst} has {n[e.dst]} units, not a whole number of "
-                               f"{g.OH}x{g.OW} output channels")
+                               f"{oh}x{ow} output channels")
         for l in range(1, len(n)):
             holders = [e for e in self.edges if e.dst == l and e.bias]
             if len(holders) != 1:
@@ -165,8 +166,8 @@ class Network:
             if e.conv is not None:
                 g, B = e.conv, lower.shape[0]
                 pix = patches(lower, g) @ W[: g.patch] + (x_max * W[-1] if e.bias else 0.0)  # (B P, C_out)
-                up = upper.reshape(B, -1, g.pixels).transpose(0, 2, 1).reshape(B * g.pixels, -1)
-                E = E - (pix * up).reshape(B, -1).sum(1)
+                out = pool_max(pix, B, g)[0] if g.pool > 1 else pixels_to_nchw(pix, B, g)
+                E = E - (out * upper).sum(1)
                 continue
             E = E - ((lower @ W[: self.sizes[e.src]]) * upper).sum(1)
             if e.bias:

@@ -10,7 +10,8 @@ from tests.helpers.graph_settle import CASES
 from tests.helpers.periphery import periphery
 
 GEOMETRIES = [ConvGeometry(1, 8, 8, 3, 1, 1), ConvGeometry(3, 9, 7, 3, 2, 1), ConvGeometry(2, 10, 10, 5, 1, 0),
-              ConvGeometry(4, 6, 6, 1, 2, 0), ConvGeometry(2, 7, 7, 3, 2, 0)]
+              ConvGeometry(4, 6, 6, 1, 2, 0), ConvGeometry(2, 7, 7, 3, 2, 0),
+              ConvGeometry(2, 8, 8, 3, 1, 0, pool=2), ConvGeometry(1, 12, 12, 5, 1, 2, pool=3)]
 
 
 def _per(analog, rows=256):
@@ -18,24 +19,27 @@ def _per(analog, rows=256):
 
 
 def _forward(x, Wc, g, per, block, key=7, out=None, row0=0, B_total=None):
+    """The kernel's forward read; returns (output, winners (float32; unused without pooling), counter)."""
     B, co = x.shape[0], Wc.shape[1]
     accumulate = out is not None
-    out = np.empty((B, co * g.pixels), np.float32) if out is None else out
+    out = np.empty((B, co * g.pooled), np.float32) if out is None else out
+    arg = np.full(out.shape, -1, np.float32)
     rows = B * g.pixels
     scratch = (np.empty((rows, g.patch), np.float32), np.empty((rows, co), np.float32), np.empty(rows, np.float32),
                np.empty(rows * co, np.float32))
-    ctr = CV.conv_read(x, Wc, out, accumulate, *g.args(), block, per, np.uint64(key), np.uint64(5), row0,
+    ctr = CV.conv_read(x, Wc, out, accumulate, *g.args(), arg, block, per, np.uint64(key), np.uint64(5), row0,
                        B if B_total is None else B_total, *scratch)
-    return out, ctr
+    return out, arg, ctr
 
 
-def _backward(y, WTc, g, per, block, key=7):
+def _backward(y, WTc, g, per, block, key=7, arg=None):
     B = y.shape[0]
     out = np.empty((B, g.C * g.H * g.W), np.float32)
     rows = B * g.pixels
     scratch = (np.empty((rows, WTc.shape[0]), np.float32), np.empty((rows, g.patch), np.float32),
                np.empty(rows, np.float32), np.empty(rows * g.patch, np.float32))
-    ctr = CV.conv_transpose_read(y, WTc, out, False, *g.args(), block, per, np.uint64(key), np.uint64(5), 0, B,
+    arg = np.zeros((1, 1), np.float32) if arg is None else arg
+    ctr = CV.conv_transpose_read(y, WTc, out, False, *g.args(), arg, block, per, np.uint64(key), np.uint64(5), 0, B,
                                  *scratch)
     return out, ctr
 
@@ -45,7 +49,7 @@ def _data(g, co, B=3, seed=0):
     x = rng.random((B, g.C * g.H * g.W)).astype(np.float32)
     w = rng.normal(0, 0.3, (co, g.C, g.k, g.k)).astype(np.float32)
     b = rng.normal(0, 0.1, co).astype(np.float32)
-    y = rng.random((B, co * g.pixels)).astype(np.float32)
+    y = rng.random((B, co * g.pooled)).astype(np.float32)
     return x, w, b, y
 
 
@@ -56,26 +60,30 @@ def test_conv_and_its_transpose_match_torch(g):
     co = 5
     x, w, b, y = _data(g, co)
     B = x.shape[0]
-    got, _ = _forward(x, unroll(w, b), g, _per(False), 256)
+    got, arg, _ = _forward(x, unroll(w, b), g, _per(False), 256)
     want = F.conv2d(torch.from_numpy(x).reshape(B, g.C, g.H, g.W), torch.from_numpy(w), torch.from_numpy(b),
                     stride=g.stride, padding=g.pad)
+    up = torch.from_numpy(y).reshape(B, co, g.OH // g.pool, g.OW // g.pool)
+    if g.pool > 1:  # max-pool forward; the feedback goes to the winners (torch's indices)
+        want, where = F.max_pool2d(want, g.pool, return_indices=True)
+        up = F.max_unpool2d(up, where, g.pool, output_size=(g.OH, g.OW))
     np.testing.assert_allclose(got, want.reshape(B, -1).numpy(), rtol=1e-5, atol=1e-5)
     WT = np.ascontiguousarray(unroll(w).T)
-    back, _ = _backward(y, WT, g, _per(False), 256)
+    back, _ = _backward(y, WT, g, _per(False), 256, arg=arg)
     # conv_transpose2d is the adjoint of conv2d; output_padding restores the rows a strided conv2d drops
     extra = (g.H + 2 * g.pad - g.k) % g.stride, (g.W + 2 * g.pad - g.k) % g.stride
-    want_t = F.conv_transpose2d(torch.from_numpy(y).reshape(B, co, g.OH, g.OW), torch.from_numpy(w), stride=g.stride,
-                                padding=g.pad, output_padding=extra)
+    want_t = F.conv_transpose2d(up, torch.from_numpy(w), stride=g.stride, padding=g.pad, output_padding=extra)
     np.testing.assert_allclose(back, want_t.reshape(B, -1).numpy(), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("g", GEOMETRIES, ids=str)
 def test_the_feedback_is_the_adjoint_of_the_forward_read(g):
-    """<conv(x), y> = <x, conv^T(y)>: the Hopfield feedback reads the same conductances as the forward pass."""
+    """<P(conv(x)), y> = <x, conv^T(unpool(y))> with the winners of x: the Hopfield feedback reads the same
+    conductances as the forward pass."""
     x, w, _, y = _data(g, 4, seed=1)
     Wc = unroll(w)
-    fwd, _ = _forward(x, Wc, g, _per(False), 256)
-    back, _ = _backward(y, np.ascontiguousarray(Wc.T), g, _per(False), 256)
+    fwd, arg, _ = _forward(x, Wc, g, _per(False), 256)
+    back, _ = _backward(y, np.ascontiguousarray(Wc.T), g, _per(False), 256, arg=arg)
     lhs, rhs = float((fwd.astype(np.float64) * y).sum()), float((x.astype(np.float64) * back).sum())
     assert abs(lhs - rhs) <= 1e-5 * max(abs(lhs), 1.0)
 
@@ -88,16 +96,18 @@ def test_kernels_match_their_numpy_twins_through_the_periphery(g, bias):
     x, w, b, y = _data(g, co, seed=2)
     per = _per(True, rows=7)
     Wc = unroll(w, b if bias else None)
-    got, ctr = _forward(x, Wc, g, per, 7)
-    want, ctr_t = T.conv_read(x, Wc, g, 7, per, np.uint64(7), np.uint64(5))
+    got, arg, ctr = _forward(x, Wc, g, per, 7)
+    want, want_arg, ctr_t = T.conv_read(x, Wc, g, 7, per, np.uint64(7), np.uint64(5))
     assert ctr == ctr_t
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-5)
+    if g.pool > 1:
+        np.testing.assert_array_equal(arg, want_arg)
     WT = np.ascontiguousarray(unroll(w).T)
-    back, ctr = _backward(y, WT, g, per, 4)
-    want_b, ctr_t = T.conv_transpose_read(y, WT, g, 4, per, np.uint64(7), np.uint64(5))
+    back, ctr = _backward(y, WT, g, per, 4, arg=arg)
+    want_b, ctr_t = T.conv_transpose_read(y, WT, g, 4, per, np.uint64(7), np.uint64(5), want_arg)
     assert ctr == ctr_t
     np.testing.assert_allclose(back, want_b, rtol=1e-5, atol=2e-5)
-    exact, _ = _forward(x, Wc, g, _per(False), 256)
+    exact, *_ = _forward(x, Wc, g, _per(False), 256)
     assert not np.allclose(got, exact, atol=1e-4)  # the periphery did act
 
 
@@ -107,11 +117,11 @@ def test_a_batch_read_in_two_parts_draws_the_same_noise_and_accumulates():
     x, w, b, _ = _data(g, 4, B=5, seed=3)
     per = _per(True, rows=7)
     Wc = unroll(w, b)
-    whole, _ = _forward(x, Wc, g, per, 7)
-    top, _ = _forward(x[:2], Wc, g, per, 7, row0=0, B_total=5)
-    bottom, _ = _forward(x[2:], Wc, g, per, 7, row0=2, B_total=5)
+    whole, *_ = _forward(x, Wc, g, per, 7)
+    top, *_ = _forward(x[:2], Wc, g, per, 7, row0=0, B_total=5)
+    bottom, *_ = _forward(x[2:], Wc, g, per, 7, row0=2, B_total=5)
     np.testing.assert_array_equal(np.vstack([top, bottom]), whole)
-    twice, _ = _forward(x, Wc, g, per, 7, out=whole.copy())
+    twice, *_ = _forward(x, Wc, g, per, 7, out=whole.copy())
     np.testing.assert_allclose(twice, 2 * whole, rtol=1e-6)
 
 
@@ -146,34 +156,66 @@ def _conv_net(readout="state"):
     return net, weights
 
 
+def _pool_net(readout="state"):
+    """Laborieux et al. 2021's coupling in small: 1x8x8 input -> conv 3x3 pad 1, 2x2 max-pool -> 2x4x4 ->
+    conv 3x3 pad 1, 2x2 max-pool -> 3x2x2 -> dense -> 4; the second pooling block joins two state layers."""
+    from networks.activations import make_activation
+    from networks.graph import Edge, Network
+
+    g1, g2 = ConvGeometry(1, 8, 8, 3, 1, 1, pool=2), ConvGeometry(2, 4, 4, 3, 1, 1, pool=2)
+    sizes = (64, 32, 12, 4) if readout == "state" else (64, 32, 12, 5, 3)
+    edges = [Edge(0, 1, True, conv=g1), Edge(1, 2, True, conv=g2), Edge(2, 3, True)]
+    if readout != "state":
+        edges.append(Edge(3, 4, True))
+    net = Network(sizes, make_activation("hard_sigmoid"), readout, tuple(edges))
+    weights = net.init_weights(np.random.default_rng(1))
+    g = np.random.default_rng(6)
+    for W, e in zip(weights, net.edges):
+        W[: W.shape[0] - e.bias] *= 1.5
+        if e.bias:
+            W[-1] = g.uniform(0.0, 0.3, W.shape[1])
+    return net, weights
+
+
+NETS = {"conv": _conv_net, "pool": _pool_net}
+
+
 def _inside_the_box(net, weights):
     """Smaller weights, so that most units sit inside the box, where the gradient is not clipped away."""
     for W, e in zip(weights, net.edges):
         W[: W.shape[0] - e.bias] *= 0.7 / 1.5
-    for k in (3, 4):  # the output's blocks: 27 + 72 inputs would otherwise saturate it
-        weights[k] *= 0.3
-    weights[3][-1] = 0.3
+    L = net.n_state_layers
+    for W, e in zip(weights, net.edges):
+        if e.dst == L:  # the output's blocks: their many inputs would otherwise saturate it
+            W *= 0.3
+            if e.bias:
+                W[-1] = 0.3
     return net, weights
 
 
 
 
+@pytest.mark.parametrize("kind", NETS)
 @pytest.mark.parametrize("analog", [False, True], ids=["exact", "analog"])
 @pytest.mark.parametrize("dyn,loss", CASES, ids=[f"{d}-{l}" for d, l in CASES])
-def test_settle_with_convolutions_matches_its_twin(dyn, loss, analog):
+def test_settle_with_convolutions_matches_its_twin(dyn, loss, analog, kind):
     from tests.helpers.graph_settle import assert_settle_matches_twin
 
-    net, weights = _conv_net("state" if loss == "mse" else "softmax")
-    assert len(set(net.colors()[1:])) == 3  # the skip 1 -> 3 joins layers of one parity
+    net, weights = NETS[kind]("state" if loss == "mse" else "softmax")
+    if kind == "conv":
+        assert len(set(net.colors()[1:])) == 3  # the skip 1 -> 3 joins layers of one parity
     assert_settle_matches_twin(net, weights, dyn, loss, analog, B=5, steps=30, rows=7, cols=4)
 
 
-def test_colour_updates_never_increase_the_energy_with_convolutions():
+@pytest.mark.parametrize("kind", NETS)
+def test_colour_updates_never_increase_the_energy_with_convolutions(kind):
+    """With max-pooling too: the pooled coupling is convex in its source, so updating the source through the
+    current winners is a majorise-minimise step."""
     from crossbar_sim.engine import Engine
     from crossbar_sim.tiles import Periphery
     from device_models.ideal import Ideal
 
-    net, weights = _conv_net()
+    net, weights = NETS[kind]()
     engine = Engine(net, weights, Ideal(), Periphery(), "round", np.random.default_rng(0))
     B = 6
     x = np.random.default_rng(4).random((B, net.sizes[0])).astype(np.float32)
@@ -196,10 +238,12 @@ def test_a_convolution_that_does_not_match_its_layers_is_refused():
         Network((30, 72), make_activation("hard_sigmoid"), "state", (Edge(0, 1, True, conv=ConvGeometry(1, 6, 6, 3)),))
 
 
+@pytest.mark.parametrize("kind", NETS)
 @pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
-def test_centered_ep_matches_bptt_with_convolutions(loss):
+def test_centered_ep_matches_bptt_with_convolutions(loss, kind):
     """Centered EP at small beta against autograd through the same relaxation, on the conv net with its
-    strided conv and 1x1 skip (Laborieux 2021's and the Hopfield-ResNet's building blocks)."""
+    strided conv and 1x1 skip (the Hopfield-ResNet's building blocks) and on the max-pooling net (Laborieux
+    2021's)."""
     pytest.importorskip("torch")
     from crossbar_sim.config import EPConfig
     from crossbar_sim.engine import Engine
@@ -208,7 +252,7 @@ def test_centered_ep_matches_bptt_with_convolutions(loss):
     from device_models.ideal import Ideal
     from tests.helpers.bptt import bptt_gradient
 
-    net, weights = _inside_the_box(*_conv_net("state" if loss == "mse" else "softmax"))
+    net, weights = _inside_the_box(*NETS[kind]("state" if loss == "mse" else "softmax"))
     g = np.random.default_rng(3)
     B = 12
     x = g.random((B, net.sizes[0])).astype(np.float32)
@@ -315,4 +359,36 @@ def test_a_bad_resnet_scenario_is_refused(change, message):
 
     network = {"kind": "hopfield_resnet", "image": [1, 8, 8], "sizes": [64, 10], **change}
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_scenario(raw={"network": network})
+
+
+# ---- Laborieux's convolutional net --------------------------------------------------------------------------
+
+def test_the_conv_net_pools_each_layer_down_to_the_dense_head():
+    from networks.activations import make_activation
+    from networks.conv_net import conv_net
+
+    net = conv_net((1, 28, 28), [32, 64], 10, make_activation("hard_sigmoid"))
+    assert net.sizes == (784, 32 * 12 * 12, 64 * 4 * 4, 10)
+    assert [e.conv.pool if e.conv else None for e in net.edges] == [2, 2, None]
+    assert [e.shape(net.sizes) for e in net.edges] == [(26, 32), (32 * 25 + 1, 64), (1025, 10)]
+    assert list(net.colors()[1:]) == [0, 1, 0]
+
+
+def test_a_conv_net_scenario_runs_end_to_end_and_a_misfit_is_refused(tmp_path):
+    import json
+
+    from crossbar_sim.cli import main
+    from crossbar_sim.config import ConfigError, load_scenario
+
+    out = tmp_path / "conv"
+    code = main(["run", "scenarios/quickstart.yaml", "--out", str(out), "--quiet", "--set", "network.kind=conv_net",
+                 "--set", "network.image=[1, 8, 8]", "--set", "network.channels=[3, 4]", "--set", "network.kernel=3",
+                 "--set", "network.padding=1", "--set", "network.sizes=[64, 10]", "--set", "train.epochs=1",
+                 "--set", "data.train_limit=64", "--set", "hardware.device.bits=8", "--set", "ep.loss=cross_entropy"])
+    assert code == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["pulse_count"] > 0 and "test_accuracy" in m["ideal"]
+    network = {"kind": "conv_net", "image": [1, 8, 8], "sizes": [64, 10], "channels": [3, 4], "kernel": 3}
+    with pytest.raises(ConfigError, match="network: convolution: its 1x1 output is not a whole number of 2x2"):
         load_scenario(raw={"network": network})

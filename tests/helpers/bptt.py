@@ -1,6 +1,7 @@
 """Autograd reference: backpropagation through time over the same relaxation, in float64 torch."""
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 
 def bptt_gradient(x, y, weights, L, loss, steps, hi=1.0, edges=None, colors=None, masks=None):
@@ -29,7 +30,7 @@ def bptt_gradient(x, y, weights, L, loss, steps, hi=1.0, edges=None, colors=None
     B = xt.shape[0]
     sizes = {0: xt.shape[1]}
     for (src, dst, bias, g), W in zip(edges, weights):
-        sizes[dst] = W.shape[1] * (1 if g is None else g.pixels)
+        sizes[dst] = W.shape[1] * (1 if g is None else g.pooled)
     s = {l: torch.zeros(B, sizes[l], dtype=torch.float64) for l in range(1, L + 1)}
     s[0] = xt
     inner = edges if loss == "mse" else edges[:-1]
@@ -40,14 +41,22 @@ def bptt_gradient(x, y, weights, L, loss, steps, hi=1.0, edges=None, colors=None
             n_src = W.shape[0] - bias
             if g is not None:
                 kernel = W[:n_src].T.reshape(-1, g.C, g.k, g.k)
+
+                def conv(src_state, b=None):
+                    return F.conv2d(src_state.reshape(B, g.C, g.H, g.W), kernel, b, stride=g.stride, padding=g.pad)
+
                 if dst == l:
-                    out = torch.nn.functional.conv2d(s[src].reshape(B, g.C, g.H, g.W), kernel,
-                                                     hi * W[-1] if bias else None, stride=g.stride, padding=g.pad)
+                    out = conv(s[src], hi * W[-1] if bias else None)
+                    if g.pool > 1:
+                        out = F.max_pool2d(out, g.pool)
                     p = p + out.reshape(B, -1)
                 elif src == l:
+                    up = s[dst].reshape(B, -1, g.OH // g.pool, g.OW // g.pool)
+                    if g.pool > 1:  # back to the winners of the source's current state (no gradient through them)
+                        _, where = F.max_pool2d(conv(s[src]).detach(), g.pool, return_indices=True)
+                        up = F.max_unpool2d(up, where, g.pool, output_size=(g.OH, g.OW))
                     extra = ((g.H + 2 * g.pad - g.k) % g.stride, (g.W + 2 * g.pad - g.k) % g.stride)
-                    back = torch.nn.functional.conv_transpose2d(s[dst].reshape(B, -1, g.OH, g.OW), kernel,
-                                                                stride=g.stride, padding=g.pad, output_padding=extra)
+                    back = F.conv_transpose2d(up, kernel, stride=g.stride, padding=g.pad, output_padding=extra)
                     p = p + back.reshape(B, -1)
             elif dst == l:
                 p = p + s[src] @ W[:n_src] + (hi * W[-1] if bias else 0.0)

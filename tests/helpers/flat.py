@@ -1,6 +1,8 @@
 """Pack lists of layers and matrices into the settle kernel's flat layout (the engine does this for real runs)."""
 import numpy as np
 
+from networks.convolution import N_CONV
+
 
 def pack(sizes, weights, states, batch, edges=None, colors=None, readout=False):
     """Flat arrays for :func:`crossbar_sim.kernels.settle`.
@@ -40,7 +42,7 @@ def pack(sizes, weights, states, batch, edges=None, colors=None, readout=False):
     adj = [[k for k, (src, dst, *_) in enumerate(inner) if src >= 1 and l in (src, dst)] for l in range(L + 1)]
     adj_ptr = np.cumsum([0, 0] + [len(adj[l]) for l in range(1, L + 1)]).astype(np.int64)
     adj_flat = np.array([k for l in range(1, L + 1) for k in adj[l]], dtype=np.int64)
-    conv = np.array(geoms, dtype=np.int64).reshape(-1, 8)
+    conv = np.array(geoms, dtype=np.int64).reshape(-1, N_CONV)
     return (n, soff, S, np.concatenate(wf).astype(np.float32), np.concatenate(wtf).astype(np.float32), table, conv,
             adj_ptr, adj_flat, np.asarray(colors, dtype=np.int64))
 
