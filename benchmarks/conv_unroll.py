@@ -25,8 +25,9 @@ from crossbar_sim import kernels as K
 from crossbar_sim.conv import ConvGeometry
 
 LAYERS = [  # (name, geometry, output channels)
-    ("FMNIST conv1 1->32 5x5 pad 2, 28x28", ConvGeometry(1, 28, 28, 5, 1, 2), 32),
-    ("FMNIST conv2 32->64 5x5 pad 2, 14x14", ConvGeometry(32, 14, 14, 5, 1, 2), 64),
+    ("conv net conv1 1->32 5x5, 28x28, 2x2 max-pool", ConvGeometry(1, 28, 28, 5, 1, 0, 2), 32),
+    ("conv net conv2 32->64 5x5, 12x12, 2x2 max-pool", ConvGeometry(32, 12, 12, 5, 1, 0, 2), 64),
+    ("ResNet p->a 16->16 3x3 pad 1, 28x28", ConvGeometry(16, 28, 28, 3, 1, 1), 16),
     ("ResNet a->b 64->64 3x3 stride 2, 14x14", ConvGeometry(64, 14, 14, 3, 2, 1), 64),
     ("ResNet skip 32->64 1x1 stride 2, 14x14", ConvGeometry(32, 14, 14, 1, 2, 0), 64),
 ]
@@ -57,27 +58,32 @@ def best(fn, repeats: int) -> float:
 def measure(g: ConvGeometry, co: int, B: int, repeats: int) -> dict:
     rng = np.random.default_rng(0)
     x = rng.random((B, g.C * g.H * g.W)).astype(np.float32)
-    y = rng.random((B, co * g.pixels)).astype(np.float32)
+    y = rng.random((B, co * g.pooled)).astype(np.float32)
     Wc = (rng.normal(0, 0.05, (g.patch, co))).astype(np.float32)
     WT = np.ascontiguousarray(Wc.T)
-    rows = B * g.pixels
-    patches = np.empty((rows, g.patch), np.float32)
-    pix = np.empty((rows, co), np.float32)
-    xb, yb = np.empty(rows, np.float32), np.empty(rows * max(co, g.patch), np.float32)
-    out = np.empty((B, co * g.pixels), np.float32)
+    n = B * g.pixels
+    img = np.empty((g.C * g.H * g.W, B), np.float32)
+    cols = np.empty((g.patch, n), np.float32)
+    pix = np.empty((co, n), np.float32)
+    scale, tmp = np.empty(n, np.float32), np.empty(n * max(co, g.patch), np.float32)
+    out = np.empty((B, co * g.pooled), np.float32)
+    arg = np.zeros_like(out)  # the pooling winners
     back = np.empty((B, g.C * g.H * g.W), np.float32)
     key, ctr = np.uint64(1), np.uint64(0)
-    r = {"im2col": best(lambda: CV.im2col(x, *g.args(), patches), repeats)}
+    no_bias = np.empty(0, np.float32)
+    CV.sample_minor(x, img)
+    r = {"im2col": best(lambda: CV.im2col(img, *g.args()[:8], cols), repeats)}
     for label, analog in (("exact", False), ("8-bit", True)):
         per = periphery(analog)
-        r[f"read {label}"] = best(lambda: K.mvm(patches, Wc, pix, False, 256, per, key, ctr, 0, rows, xb, yb), repeats)
-        r[f"conv {label}"] = best(lambda: CV.conv_read(x, Wc, out, False, *g.args(), 256, per, key, ctr, 0, B,
-                                                       patches, pix, xb, yb), repeats)
-        r[f"read^T {label}"] = best(lambda: K.mvm(pix, WT, patches, False, 256, per, key, ctr, 0, rows, xb, yb),
-                                    repeats)
-        r[f"conv^T {label}"] = best(lambda: CV.conv_transpose_read(y, WT, back, False, *g.args(), 256, per, key, ctr,
-                                                                   0, B, pix, patches, xb, yb), repeats)
-    r["gflop"] = 2.0 * rows * g.patch * co / 1e9
+        r[f"read {label}"] = best(lambda: CV.read_columns(WT, cols, g.patch, no_bias, pix, 256, per, key, ctr, 0,
+                                                          g.pixels, B, scale, tmp), repeats)
+        r[f"conv {label}"] = best(lambda: CV.conv_read(x, Wc, WT, out, False, *g.args(), arg, 256, per, key, ctr, 0,
+                                                       B, img, cols, pix, scale, tmp), repeats)
+        r[f"read^T {label}"] = best(lambda: CV.read_columns(Wc, pix, co, no_bias, cols, 256, per, key, ctr, 0,
+                                                            g.pixels, B, scale, tmp), repeats)
+        r[f"conv^T {label}"] = best(lambda: CV.conv_transpose_read(y, Wc, back, False, *g.args(), arg, 256, per, key,
+                                                                   ctr, 0, B, img, cols, pix, scale, tmp), repeats)
+    r["gflop"] = 2.0 * n * g.patch * co / 1e9
     return r
 
 
@@ -91,8 +97,8 @@ def main() -> None:
     numba.set_num_threads(1)
     lines = [f"# {platform.processor() or platform.machine()}, {numba.config.NUMBA_NUM_THREADS} cores seen, 1 thread; "
              f"batch {args.batch}; best of {args.repeats}; times in ms" + (f"; {args.note}" if args.note else ""),
-             "| layer | GFLOP per read | im2col alone | read exact | conv exact (im2col + read + reorder) |"
-             " unrolling share | read 8-bit | conv 8-bit | read^T exact | conv^T exact (reorder + read + col2im) |"
+             "| layer | GFLOP per read | im2col alone | read exact | conv exact (im2col + read + pool/reorder) |"
+             " unrolling share | read 8-bit | conv 8-bit | read^T exact | conv^T exact (unpool/reorder + read + col2im) |"
              " unrolling share | conv^T 8-bit |",
              "|" + "---|" * 12]
     with blas.limit_threads(1):

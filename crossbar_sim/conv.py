@@ -6,170 +6,318 @@ kernel column). Each output pixel is one read of the tiles, driven by that pixel
 zeros where it overhangs the padding). The transposed convolution, which is the feedback of the Hopfield
 dynamics, reads the same conductances backwards: each output pixel's ``C_out`` values drive the columns, the
 rows give a patch, and the patches are added back into the input image (col2im). Both directions go through
-the tile periphery of :func:`crossbar_sim.kernels.mvm` (DAC'd inputs, per-tile read noise and ADC).
+the same tile periphery as :func:`crossbar_sim.reads.mvm` (per-tile read noise with the same draws, ADC, tile
+partial sums added digitally).
 
-Images are flattened per sample in NCHW order, ``(B, C * H * W)``, the layout of the settle kernel's state
-layers. A pooling block (``pool > 1``, :mod:`networks.convolution`) max-pools the forward read and records each
+Layout. Images are flattened per sample in NCHW order, ``(B, C * H * W)``, the layout of the settle kernel's
+state layers. The reads work channel-major: the patches of a batch are the *columns* of a ``(C k k, B OH OW)``
+matrix (one column per pixel, samples side by side), so that gathering a patch copies whole image rows, the
+product ``W^T @ patches`` comes out as ``(C_out, B OH OW)``, each channel's pixels already in NCHW order, and
+the feedback ``W @ y`` takes the destination image's channel rows as they are. (The first version stored
+one patch per row; gathering and reordering then took 45-80 % of a convolution's time, see
+``benchmarks/conv_unroll.py``.)
+
+A pooling block (``pool > 1``, :mod:`networks.convolution`) max-pools the forward read and records each
 window's winner; its transposed read puts each destination value back at its window's winner (from the last
 forward read) before reading the conductances backwards. The slow NumPy twins are in :mod:`crossbar_sim.twins`.
 """
 from __future__ import annotations
 
+import math
+
+import numpy as np
 from numba import njit
 
-from crossbar_sim.reads import mvm
+from crossbar_sim.blas import gemm_rows
+from crossbar_sim.reads import PER_ADC_RANGE, PER_ADC_STEPS, PER_ANALOG, PER_READ_SIGMA, PER_X_MAX
+from crossbar_sim.rng import normal32
 from networks.convolution import TIE, ConvGeometry, unroll  # noqa: F401  (re-exported: the geometry and the layout)
 
 
-@njit(cache=True)
-def _span(o, stride, pad, k, size):
-    """For output position ``o``: the first input position of its window and the kernel offsets [lo, hi)
-    that fall inside the image."""
-    start = o * stride - pad
-    return start, max(0, -start), min(k, size - start)
+@njit(cache=True, fastmath=True)
+def sample_minor(x, out):
+    """(B, n) rows to (n, B): each unit's values for the B samples side by side."""
+    B, n = x.shape
+    for b in range(B):
+        src = x[b]
+        for i in range(n):
+            out[i, b] = src[i]
 
 
 @njit(cache=True, fastmath=True)
-def im2col(x, C, H, W, k, stride, pad, OH, OW, out):
-    """Patches of the (B, C H W) images ``x`` as the rows of ``out`` (B OH OW, C k k), pixel-major per sample."""
-    B = x.shape[0]
-    for b in range(B):
-        for oh in range(OH):
-            y0, ylo, yhi = _span(oh, stride, pad, k, H)
-            for ow in range(OW):
-                x0, xlo, xhi = _span(ow, stride, pad, k, W)
-                row = out[(b * OH + oh) * OW + ow]
-                row[:] = 0.0
-                for c in range(C):
-                    for ky in range(ylo, yhi):
-                        src = (c * H + y0 + ky) * W + x0
-                        dst = (c * k + ky) * k
-                        for kx in range(xlo, xhi):  # a contiguous run in both arrays
-                            row[dst + kx] = x[b, src + kx]
+def im2col(xT, C, H, W, k, stride, pad, OH, OW, out):
+    """Patches of the images ``xT`` (C H W, B), sample-minor, as the columns of ``out`` (C k k, OH OW B): column
+    ``p B + b`` is sample b's pixel p; entries that overhang the padding are 0. With stride 1 each image row
+    inside the padding is one contiguous copy of OW B values."""
+    B = xT.shape[1]
+    xf = xT.reshape(xT.size)
+    run = OW * B
+    for c in range(C):
+        for ky in range(k):
+            for kx in range(k):
+                row = out[(c * k + ky) * k + kx]
+                for oh in range(OH):
+                    yy = oh * stride - pad + ky
+                    o = oh * run
+                    if yy < 0 or yy >= H:
+                        row[o: o + run] = 0.0
+                        continue
+                    src = ((c * H + yy) * W - pad + kx) * B
+                    if stride == 1:  # one copy of the part inside the image, zeros on the padding
+                        lo, hi = max(0, pad - kx), min(OW, W + pad - kx)
+                        row[o: o + lo * B] = 0.0
+                        row[o + lo * B: o + hi * B] = xf[src + lo * B: src + hi * B]
+                        row[o + hi * B: o + run] = 0.0
+                        continue
+                    for ow in range(OW):
+                        xx = ow * stride - pad + kx
+                        d = o + ow * B
+                        if 0 <= xx < W:
+                            s0 = src + ow * stride * B
+                            row[d: d + B] = xf[s0: s0 + B]
+                        else:
+                            row[d: d + B] = 0.0
 
 
 @njit(cache=True, fastmath=True)
-def col2im(cols, C, H, W, k, stride, pad, OH, OW, out):
-    """Adds each patch row of ``cols`` (B OH OW, C k k) back into the (B, C H W) images ``out``; the adjoint of
-    :func:`im2col` (overhanging entries fall on the padding and are dropped)."""
-    B = out.shape[0]
-    for b in range(B):
-        for oh in range(OH):
-            y0, ylo, yhi = _span(oh, stride, pad, k, H)
-            for ow in range(OW):
-                x0, xlo, xhi = _span(ow, stride, pad, k, W)
-                row = cols[(b * OH + oh) * OW + ow]
-                for c in range(C):
-                    for ky in range(ylo, yhi):
-                        dst = (c * H + y0 + ky) * W + x0
-                        src = (c * k + ky) * k
-                        for kx in range(xlo, xhi):
-                            out[b, dst + kx] += row[src + kx]
+def col2im(cols, C, H, W, k, stride, pad, OH, OW, outT):
+    """Adds each patch column of ``cols`` (C k k, OH OW B) back into the sample-minor images ``outT``
+    (C H W, B); the adjoint of :func:`im2col` (overhanging entries fall on the padding and are dropped)."""
+    B = outT.shape[1]
+    of = outT.reshape(outT.size)
+    run = OW * B
+    for c in range(C):
+        for ky in range(k):
+            for kx in range(k):
+                row = cols[(c * k + ky) * k + kx]
+                for oh in range(OH):
+                    yy = oh * stride - pad + ky
+                    if yy < 0 or yy >= H:
+                        continue
+                    o = oh * run
+                    dst = ((c * H + yy) * W - pad + kx) * B
+                    if stride == 1:
+                        lo, hi = max(0, pad - kx), min(OW, W + pad - kx)
+                        for i in range(lo * B, hi * B):
+                            of[dst + i] += row[o + i]
+                        continue
+                    for ow in range(OW):
+                        xx = ow * stride - pad + kx
+                        if 0 <= xx < W:
+                            d0, s0 = dst + ow * stride * B, o + ow * B
+                            for b in range(B):
+                                of[d0 + b] += row[s0 + b]
+
+
+@njit(cache=True, fastmath=True)
+def read_columns(A, cols, K, bias, acc, block, per, key, ctr, row0, P, B_total, scale, tmp):
+    """One crossbar read per column of ``cols``: ``acc = A[:, :K] @ cols[:K]`` (+ ``x_max`` times ``bias``) through
+    the periphery, the transposed orientation of :func:`crossbar_sim.reads.mvm` with the same noise draws.
+
+    Args:
+        A: (n_out, >= K) float32, the conductances with the read's outputs as rows.
+        cols: (>= K, N) float32, one read's inputs per column (already through the DAC).
+        K: inputs of a read (rows of the crossbar driven); tiles of ``block`` of them are read separately.
+        bias: (n_out,) float32 bias row, driven by ``per[PER_X_MAX]`` in the last tile; empty for none.
+        acc: (n_out, N) float32 result.
+        row0, P, B_total: the columns are the P pixels of samples ``row0 ..`` of a batch of ``B_total``, column
+            ``p B + b`` sample b's pixel p; read noise is indexed ``ctr + read * n_out + output`` with
+            ``read = (row0 + b) P + p``, as in ``mvm`` with one read per pixel.
+        scale: scratch (N,); tmp: scratch (n_out, N) flat, at least n_out * N.
+
+    Returns:
+        The noise counter after this read.
+    """
+    n_out = A.shape[0]
+    N = cols.shape[1]
+    x_max = np.float32(per[PER_X_MAX])
+    has_bias = bias.size > 0
+    n_rows = K + (1 if has_bias else 0)
+    if per[PER_ANALOG] == 0.0:
+        gemm_rows(A, 0, K, cols, 0, acc, 0.0)
+        if has_bias:
+            for j in range(n_out):
+                bj = x_max * bias[j]
+                for i in range(N):
+                    acc[j, i] += bj
+        return ctr
+    sigma = per[PER_READ_SIGMA]
+    adc_steps = per[PER_ADC_STEPS]
+    R = np.float32(per[PER_ADC_RANGE])
+    q = np.float32(2.0 * per[PER_ADC_RANGE] / adc_steps if adc_steps > 0 else 0.0)
+    inv_q = np.float32(1.0 / q if adc_steps > 0 else 0.0)
+    ys = tmp[: n_out * N].reshape(n_out, N)
+    for r0 in range(0, n_rows, block):
+        r1 = min(r0 + block, n_rows)
+        c1 = min(r1, K)
+        bias_here = has_bias and r1 > K
+        gemm_rows(A, r0, c1, cols, r0, ys, 0.0)
+        for i in range(N):
+            scale[i] = x_max * x_max if bias_here else np.float32(0.0)
+        for r in range(r0, c1):
+            src = cols[r]
+            for i in range(N):
+                scale[i] += src[i] * src[i]
+        for i in range(N):
+            scale[i] = sigma * math.sqrt(scale[i])
+        for j in range(n_out):
+            row = ys[j]
+            if bias_here:
+                bj = x_max * bias[j]
+                for i in range(N):
+                    row[i] += bj
+            if sigma > 0.0:
+                Bc = N // P
+                for p in range(P):
+                    for b in range(Bc):
+                        i = p * Bc + b
+                        draw = ctr + np.uint64(((row0 + b) * P + p) * n_out + j)
+                        row[i] += np.float32(scale[i]) * normal32(key, draw)
+            if q > 0.0:
+                for i in range(N):
+                    row[i] = np.floor(min(max(row[i], -R), R) * inv_q + np.float32(0.5)) * q
+            dst = acc[j]
+            if r0 == 0:
+                for i in range(N):
+                    dst[i] = row[i]
+            else:
+                for i in range(N):
+                    dst[i] += row[i]
+        ctr += np.uint64(B_total * P * n_out)
+    return ctr
 
 
 @njit(cache=True)
-def conv_read(x, Wc, out, accumulate, C, H, W, k, stride, pad, OH, OW, pool, arg, block, per, key, ctr, row0,
-              B_total, patches, pix, xb, yb):
+def conv_read(x, Wc, WTc, out, accumulate, C, H, W, k, stride, pad, OH, OW, pool, arg, block, per, key, ctr, row0,
+              B_total, img, cols, pix, scale, tmp):
     """``out = P(conv(x))`` through the tiles: (B, C H W) images, already through the DAC, to
     (B, C_out OH OW / pool^2), NCHW.
 
     Args:
-        Wc: the unrolled kernel (C k k [+ 1 bias row], C_out), as read from the conductances.
+        Wc: the unrolled kernel (C k k [+ 1 bias row], C_out), as read from the conductances; only its bias row
+            is used here. WTc: the same kernel transposed, (C_out, C k k), which the product uses.
         accumulate: add to ``out`` instead of overwriting it.
         pool, arg: the max-pool window (1: none) and, when pooling, where each pooled unit's winning window
             position goes (float32, shaped like ``out``).
-        block: tile rows. per, key, ctr: periphery and noise stream, as for :func:`crossbar_sim.kernels.mvm`;
-            the read's rows are the B OH OW patches, so each pixel draws its own noise.
+        block: tile rows. per, key, ctr: periphery and noise stream, as for :func:`crossbar_sim.reads.mvm`;
+            each output pixel is one read and draws its own noise.
         row0, B_total: ``x`` holds samples ``row0 ..`` of a batch of ``B_total`` (noise is indexed by the pixel
             in the whole batch, so it does not depend on how the batch is split between threads).
-        patches: scratch (B OH OW, C k k); pix: scratch (B OH OW, C_out); xb, yb: the scratch of ``mvm``.
+        img: scratch (C H W, B); cols: scratch (C k k, OH OW B); pix: scratch (C_out, OH OW B);
+            scale: scratch (OH OW B,); tmp: scratch of at least C_out OH OW B.
 
     Returns:
         The noise counter after the read.
     """
     B = x.shape[0]
     P = OH * OW
-    co = Wc.shape[1]
-    im2col(x, C, H, W, k, stride, pad, OH, OW, patches)
-    ctr = mvm(patches, Wc, pix, False, block, per, key, ctr, row0 * P, B_total * P, xb, yb)
-    if not accumulate:
-        out[:, :] = 0.0
-    if pool > 1:
-        _pool(pix, out, arg, B, co, OH, OW, pool)
+    patch = C * k * k
+    co = WTc.shape[0]
+    sample_minor(x, img)
+    im2col(img, C, H, W, k, stride, pad, OH, OW, cols)
+    bias = Wc[patch] if Wc.shape[0] > patch else Wc[0, 0:0]
+    ctr = read_columns(WTc, cols, patch, bias, pix, block, per, key, ctr, row0, P, B_total, scale, tmp)
+    if pool > 1:  # pooled units (sample-minor) and winners into the free tile buffer
+        m = co * (P // (pool * pool))
+        pooled = tmp[: m * B].reshape(m, B)
+        _pool(pix, pooled, tmp[m * B: 2 * m * B].reshape(m, B), B, co, OH, OW, pool)
+        _sample_major(pooled, out, accumulate)
+        _sample_major(tmp[m * B: 2 * m * B].reshape(m, B), arg, False)
         return ctr
-    for b in range(B):
-        for p in range(P):
-            row = pix[b * P + p]
-            for j in range(co):
-                out[b, j * P + p] += row[j]
+    _sample_major(pix.reshape(co * P, B), out, accumulate)
     return ctr
 
 
-@njit(cache=True)
-def _pool(pix, out, arg, B, co, OH, OW, q):
-    """Adds the max of each q x q window of the (B OH OW, C_out) pixel rows to ``out`` (pooled NCHW) and
-    records the winner's window position (row-major; the first on a tie, within ``TIE``) in ``arg``."""
-    PH, PW = OH // q, OW // q
+@njit(cache=True, fastmath=True)
+def _sample_major(xT, out, accumulate):
+    """(n, B) sample-minor values into the (B, n) rows ``out`` (added when ``accumulate``)."""
+    n, B = xT.shape
     for b in range(B):
-        for j in range(co):
-            for ph in range(PH):
-                for pw in range(PW):
-                    best = pix[b * OH * OW + ph * q * OW + pw * q, j]
-                    at = 0
-                    for dy in range(q):
-                        for dx in range(q):
-                            v = pix[b * OH * OW + (ph * q + dy) * OW + pw * q + dx, j]
-                            if v > best + TIE * max(1.0, abs(best)):
-                                best, at = v, dy * q + dx
-                    u = (j * PH + ph) * PW + pw
-                    out[b, u] += best
-                    arg[b, u] = at
+        dst = out[b]
+        if accumulate:
+            for i in range(n):
+                dst[i] += xT[i, b]
+        else:
+            for i in range(n):
+                dst[i] = xT[i, b]
+
+
+@njit(cache=True, fastmath=True)
+def _pool(pix, pooled, arg, B, co, OH, OW, q):
+    """The max of each q x q window of the (C_out, OH OW B) pixels into ``pooled`` (C_out OH OW / q^2, B), and
+    the winner's window position (row-major; the first on a tie, within ``TIE``) into ``arg`` (same shape)."""
+    PH, PW = OH // q, OW // q
+    tie = np.float32(TIE)
+    one = np.float32(1.0)
+    for j in range(co):
+        src = pix[j]
+        for ph in range(PH):
+            for pw in range(PW):
+                u = (j * PH + ph) * PW + pw
+                o = (ph * q * OW + pw * q) * B
+                best, at = pooled[u], arg[u]
+                for b in range(B):
+                    best[b] = src[o + b]
+                    at[b] = 0.0
+                for dy in range(q):
+                    for dx in range(q):
+                        if dy + dx == 0:
+                            continue
+                        w = o + (dy * OW + dx) * B
+                        idx = np.float32(dy * q + dx)
+                        for b in range(B):
+                            v = src[w + b]
+                            if v > best[b] + tie * max(one, abs(best[b])):
+                                best[b] = v
+                                at[b] = idx
 
 
 @njit(cache=True)
 def _unpool(y, arg, pix, B, co, OH, OW, q):
-    """The (B, C_out OH OW / q^2) pooled images ``y`` as (B OH OW, C_out) pixel rows: each value at its window's
+    """The (B, C_out OH OW / q^2) pooled images ``y`` as (C_out, OH OW B) pixels: each value at its window's
     winner ``arg``, zeros elsewhere."""
     PH, PW = OH // q, OW // q
     pix[:, :] = 0.0
-    for b in range(B):
-        for j in range(co):
-            for ph in range(PH):
-                for pw in range(PW):
-                    u = (j * PH + ph) * PW + pw
+    for j in range(co):
+        dst = pix[j]
+        for ph in range(PH):
+            for pw in range(PW):
+                u = (j * PH + ph) * PW + pw
+                o = (ph * q * OW + pw * q) * B
+                for b in range(B):
                     at = int(arg[b, u])
-                    pix[b * OH * OW + (ph * q + at // q) * OW + pw * q + at % q, j] = y[b, u]
+                    dst[o + ((at // q) * OW + at % q) * B + b] = y[b, u]
 
 
 @njit(cache=True)
-def conv_transpose_read(y, WTc, out, accumulate, C, H, W, k, stride, pad, OH, OW, pool, arg, block, per, key, ctr,
-                        row0, B_total, pix, cols, xb, yb):
+def conv_transpose_read(y, Wk, out, accumulate, C, H, W, k, stride, pad, OH, OW, pool, arg, block, per, key, ctr,
+                        row0, B_total, img, cols, pix, scale, tmp):
     """``out = conv^T(unpool(y))`` through the same conductances read backwards: (B, C_out OH OW / pool^2),
     already through the DAC, to (B, C H W).
 
     Args:
-        WTc: the unrolled kernel transposed, (C_out, C k k), without the bias row (the transposed read drives
-            the columns; the bias line is not an input there).
-        pool, arg: the max-pool window and, when pooling, the winners recorded by the forward read.
+        Wk: the unrolled kernel without its bias row, (C k k, C_out) (the transposed read drives the columns;
+            the bias line is not an input there).
         accumulate, row0, B_total: as for :func:`conv_read`.
-        block: tile columns. pix: scratch (B OH OW, C_out); cols: scratch (B OH OW, C k k).
+        pool, arg: the max-pool window and, when pooling, the winners recorded by the forward read.
+        block: tile columns. img, cols, pix, scale: as for :func:`conv_read`; tmp of at least C k k OH OW B.
 
     Returns:
         The noise counter after the read.
     """
     B = y.shape[0]
     P = OH * OW
-    co = WTc.shape[0]
+    co = Wk.shape[1]
     if pool > 1:
         _unpool(y, arg, pix, B, co, OH, OW, pool)
     else:
-        for b in range(B):
+        for j in range(co):
+            dst = pix[j]
             for p in range(P):
-                row = pix[b * P + p]
-                for j in range(co):
-                    row[j] = y[b, j * P + p]
-    ctr = mvm(pix, WTc, cols, False, block, per, key, ctr, row0 * P, B_total * P, xb, yb)
-    if not accumulate:
-        out[:, :] = 0.0
-    col2im(cols, C, H, W, k, stride, pad, OH, OW, out)
+                for b in range(B):
+                    dst[p * B + b] = y[b, j * P + p]
+    ctr = read_columns(Wk, pix, co, Wk[0, 0:0], cols, block, per, key, ctr, row0, P, B_total, scale, tmp)
+    img[:, :] = 0.0
+    col2im(cols, C, H, W, k, stride, pad, OH, OW, img)
+    _sample_major(img, out, accumulate)
     return ctr

@@ -90,14 +90,14 @@ def _drive(l, c, x, y, Q, Wf, WTf, n, soff, edges, conv, adj_ptr, adj, drive_in,
             elif dst == l:
                 pre[:, :] = out
             else:
-                ctr = _conv_backward(e, Q, WTf, n, soff, edges, conv, b0, b1, B, pre, filled, cols, per, key, ctr,
+                ctr = _conv_backward(e, Q, Wf, n, soff, edges, conv, b0, b1, B, pre, filled, cols, per, key, ctr,
                                      xb, yb, cbuf, arg)
         elif edges[e, EDGE_CONV] >= 0:
             if dst == l:
-                ctr = _conv_forward(e, _rows(Q, soff[src], n[src], b0, b1), Wf, n, edges, conv, b0, B, pre, filled,
-                                    rows, per, key, ctr, xb, yb, cbuf, noarg)
+                ctr = _conv_forward(e, _rows(Q, soff[src], n[src], b0, b1), Wf, WTf, n, edges, conv, b0, B, pre,
+                                    filled, rows, per, key, ctr, xb, yb, cbuf, noarg)
             else:
-                ctr = _conv_backward(e, Q, WTf, n, soff, edges, conv, b0, b1, B, pre, filled, cols, per, key, ctr,
+                ctr = _conv_backward(e, Q, Wf, n, soff, edges, conv, b0, b1, B, pre, filled, cols, per, key, ctr,
                                      xb, yb, cbuf, noarg)
         elif dst == l:  # from below, through the block as stored
             ctr = mvm(_rows(Q, soff[src], n[src], b0, b1), _weights(Wf, edges[e, EDGE_WOFF], n[src] + edges[e, EDGE_BIAS],
@@ -158,49 +158,55 @@ def _stash_offsets(n, edges, conv, Bc):
 
 
 @njit(cache=True)
-def _refresh_pools(l, Q, Wf, n, soff, edges, conv, b0, b1, B, per, key, ctr, xb, yb, cbuf, stash, stash_off):
+def _refresh_pools(l, Q, Wf, WTf, n, soff, edges, conv, b0, b1, B, per, key, ctr, xb, yb, cbuf, stash, stash_off):
     """Read the pooling blocks out of state layer ``l`` forward into their stashes (after ``l`` changed)."""
     for e in range(edges.shape[0]):
         if stash_off[e] >= 0 and edges[e, EDGE_SRC] == l:
             out, arg = _stash(e, stash, stash_off, n, edges, b1 - b0)
-            ctr = _conv_forward(e, _rows(Q, soff[l], n[l], b0, b1), Wf, n, edges, conv, b0, B, out, False,
+            ctr = _conv_forward(e, _rows(Q, soff[l], n[l], b0, b1), Wf, WTf, n, edges, conv, b0, B, out, False,
                                 int(per[PER_TILE_ROWS]), per, key, ctr, xb, yb, cbuf, arg)
     return ctr
 
 
 @njit(cache=True)
 def _conv_scratch(e, n, edges, conv, Bc, cbuf):
-    """Geometry of convolutional block ``e`` and its patch and pixel scratch for ``Bc`` rows."""
+    """Geometry of convolutional block ``e`` and its image, patch and pixel scratch for ``Bc`` rows."""
     g = edges[e, EDGE_CONV]
     P = conv[g, 6] * conv[g, 7]
     patch = conv[g, 0] * conv[g, 3] * conv[g, 3]
     co = n[edges[e, EDGE_DST]] * conv[g, 8] * conv[g, 8] // P
-    patches = cbuf[: Bc * P * patch].reshape(Bc * P, patch)
-    pix = cbuf[Bc * P * patch: Bc * P * (patch + co)].reshape(Bc * P, co)
-    return g, patch, co, patches, pix
+    n_img = n[edges[e, EDGE_SRC]]
+    cols = cbuf[: Bc * P * patch].reshape(patch, Bc * P)
+    o = Bc * P * patch
+    pix = cbuf[o: o + Bc * P * co].reshape(co, Bc * P)
+    o += Bc * P * co
+    img = cbuf[o: o + Bc * n_img].reshape(n_img, Bc)
+    return g, patch, co, img, cols, pix
 
 
 @njit(cache=True)
-def _conv_forward(e, xs, Wf, n, edges, conv, b0, B, out, accumulate, block, per, key, ctr, xb, yb, cbuf, arg):
+def _conv_forward(e, xs, Wf, WTf, n, edges, conv, b0, B, out, accumulate, block, per, key, ctr, xb, yb, cbuf, arg):
     """Convolutional block ``e`` read forward from its source rows ``xs`` (rows b0.. of the batch) into ``out``
-    (pooled, the winners into ``arg``, when the block pools)."""
-    g, patch, co, patches, pix = _conv_scratch(e, n, edges, conv, xs.shape[0], cbuf)
+    (pooled, the winners into ``arg``, when the block pools). The product runs on the transposed layout."""
+    g, patch, co, img, cols, pix = _conv_scratch(e, n, edges, conv, xs.shape[0], cbuf)
     W = _weights(Wf, edges[e, EDGE_WOFF], patch + edges[e, EDGE_BIAS], co)
-    return conv_read(xs, W, out, accumulate, conv[g, 0], conv[g, 1], conv[g, 2], conv[g, 3], conv[g, 4], conv[g, 5],
-                     conv[g, 6], conv[g, 7], conv[g, 8], arg, block, per, key, ctr, b0, B, patches, pix, xb, yb)
+    WT = _weights(WTf, edges[e, EDGE_WTOFF], co, patch)
+    return conv_read(xs, W, WT, out, accumulate, conv[g, 0], conv[g, 1], conv[g, 2], conv[g, 3], conv[g, 4],
+                     conv[g, 5], conv[g, 6], conv[g, 7], conv[g, 8], arg, block, per, key, ctr, b0, B, img, cols, pix,
+                     xb, yb)
 
 
 @njit(cache=True)
-def _conv_backward(e, Q, WTf, n, soff, edges, conv, b0, b1, B, out, accumulate, block, per, key, ctr, xb, yb, cbuf,
+def _conv_backward(e, Q, Wf, n, soff, edges, conv, b0, b1, B, out, accumulate, block, per, key, ctr, xb, yb, cbuf,
                    arg):
     """Convolutional block ``e`` read backwards (the transposed convolution) from its destination layer,
-    through the winners ``arg`` when it pools."""
+    through the winners ``arg`` when it pools. The product runs on the stored layout, bias row left out."""
     dst = edges[e, EDGE_DST]
-    g, patch, co, patches, pix = _conv_scratch(e, n, edges, conv, b1 - b0, cbuf)
-    return conv_transpose_read(_rows(Q, soff[dst], n[dst], b0, b1), _weights(WTf, edges[e, EDGE_WTOFF], co, patch),
+    g, patch, co, img, cols, pix = _conv_scratch(e, n, edges, conv, b1 - b0, cbuf)
+    return conv_transpose_read(_rows(Q, soff[dst], n[dst], b0, b1), _weights(Wf, edges[e, EDGE_WOFF], patch, co),
                                out, accumulate, conv[g, 0], conv[g, 1], conv[g, 2], conv[g, 3], conv[g, 4],
-                               conv[g, 5], conv[g, 6], conv[g, 7], conv[g, 8], arg, block, per, key, ctr, b0, B, pix,
-                               patches, xb, yb)
+                               conv[g, 5], conv[g, 6], conv[g, 7], conv[g, 8], arg, block, per, key, ctr, b0, B, img,
+                               cols, pix, xb, yb)
 
 
 @njit(cache=True)
@@ -221,7 +227,7 @@ def scratch_dims(n, edges, conv):
         co = n[edges[e, EDGE_DST]] * conv[g, 8] * conv[g, 8] // P
         xm = max(xm, P)
         ym = max(ym, P * max(co, patch))
-        cm = max(cm, P * (patch + co))
+        cm = max(cm, P * (patch + co) + n[edges[e, EDGE_SRC]])
         if conv[g, 8] > 1:
             sm += 2 * n[edges[e, EDGE_DST]]
     return xm, ym, cm, sm
@@ -374,7 +380,7 @@ def _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, edges, conv, adj_ptr, adj
             l = edges[e, EDGE_DST]
             if edges[e, EDGE_CONV] >= 0:
                 arg = _stash(e, stash, stash_off, n, edges, Bc)[1] if stash_off[e] >= 0 else noarg
-                ctr = _conv_forward(e, xc, Wf, n, edges, conv, b0, B, _rows(drive_all, poff[l], n[l], 0, Bc),
+                ctr = _conv_forward(e, xc, Wf, WTf, n, edges, conv, b0, B, _rows(drive_all, poff[l], n[l], 0, Bc),
                                     has_in[l], int(per[PER_TILE_ROWS]), per, key, ctr, xb, yb, cbuf, arg)
             else:
                 ctr = mvm(xc, _weights(Wf, edges[e, EDGE_WOFF], n[0] + edges[e, EDGE_BIAS], n[l]),
@@ -382,7 +388,8 @@ def _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, edges, conv, adj_ptr, adj
                           b0, B, xb, yb)
             has_in[l] = True
     for l in range(1, L + 1):
-        ctr = _refresh_pools(l, Q, Wf, n, soff, edges, conv, b0, b1, B, per, key, ctr, xb, yb, cbuf, stash, stash_off)
+        ctr = _refresh_pools(l, Q, Wf, WTf, n, soff, edges, conv, b0, b1, B, per, key, ctr, xb, yb, cbuf, stash,
+                             stash_off)
     n_colors = 1
     for l in range(1, L + 1):
         n_colors = max(n_colors, color[l] + 1)
@@ -405,7 +412,7 @@ def _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, edges, conv, adj_ptr, adj
                     if analog:
                         lo, hi_ = soff[l] + b0 * n[l], soff[l] + b1 * n[l]
                         dac(S[lo:hi_], Q[lo:hi_], dac_steps, 0.0, hi)
-                    ctr = _refresh_pools(l, Q, Wf, n, soff, edges, conv, b0, b1, B, per, key, ctr, xb, yb, cbuf,
+                    ctr = _refresh_pools(l, Q, Wf, WTf, n, soff, edges, conv, b0, b1, B, per, key, ctr, xb, yb, cbuf,
                                          stash, stash_off)
             if dyn != DYN_COORDINATE:
                 for l in range(1, L + 1):
@@ -416,7 +423,7 @@ def _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, edges, conv, adj_ptr, adj
                         lo, hi_ = soff[l] + b0 * n[l], soff[l] + b1 * n[l]
                         dac(S[lo:hi_], Q[lo:hi_], dac_steps, 0.0, hi)
                 for l in range(1, L + 1):
-                    ctr = _refresh_pools(l, Q, Wf, n, soff, edges, conv, b0, b1, B, per, key, ctr, xb, yb, cbuf,
+                    ctr = _refresh_pools(l, Q, Wf, WTf, n, soff, edges, conv, b0, b1, B, per, key, ctr, xb, yb, cbuf,
                                          stash, stash_off)
         active = 0
         for b in range(Bc):

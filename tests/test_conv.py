@@ -18,29 +18,33 @@ def _per(analog, rows=256):
     return periphery(analog=analog, dac_bits=0, adc_bits=8, adc_range=4.0, read_sigma=0.02, rows=rows, cols=rows)
 
 
+def _scratch(g, co, B):
+    """The reads' scratch for B samples: sample-minor image, patch columns, pixel rows, per-read scale, tile
+    buffer."""
+    n = B * g.pixels
+    return (np.empty((g.C * g.H * g.W, B), np.float32), np.empty((g.patch, n), np.float32),
+            np.empty((co, n), np.float32), np.empty(n, np.float32), np.empty(n * max(co, g.patch), np.float32))
+
+
 def _forward(x, Wc, g, per, block, key=7, out=None, row0=0, B_total=None):
     """The kernel's forward read; returns (output, winners (float32; unused without pooling), counter)."""
     B, co = x.shape[0], Wc.shape[1]
     accumulate = out is not None
     out = np.empty((B, co * g.pooled), np.float32) if out is None else out
     arg = np.full(out.shape, -1, np.float32)
-    rows = B * g.pixels
-    scratch = (np.empty((rows, g.patch), np.float32), np.empty((rows, co), np.float32), np.empty(rows, np.float32),
-               np.empty(rows * co, np.float32))
-    ctr = CV.conv_read(x, Wc, out, accumulate, *g.args(), arg, block, per, np.uint64(key), np.uint64(5), row0,
-                       B if B_total is None else B_total, *scratch)
+    WT = np.ascontiguousarray(Wc[: g.patch].T)
+    ctr = CV.conv_read(x, Wc, WT, out, accumulate, *g.args(), arg, block, per, np.uint64(key), np.uint64(5), row0,
+                       B if B_total is None else B_total, *_scratch(g, co, B))
     return out, arg, ctr
 
 
-def _backward(y, WTc, g, per, block, key=7, arg=None):
+def _backward(y, Wk, g, per, block, key=7, arg=None):
+    """The kernel's transposed read through ``Wk``, the unrolled kernel without its bias row (C k k, C_out)."""
     B = y.shape[0]
     out = np.empty((B, g.C * g.H * g.W), np.float32)
-    rows = B * g.pixels
-    scratch = (np.empty((rows, WTc.shape[0]), np.float32), np.empty((rows, g.patch), np.float32),
-               np.empty(rows, np.float32), np.empty(rows * g.patch, np.float32))
     arg = np.zeros((1, 1), np.float32) if arg is None else arg
-    ctr = CV.conv_transpose_read(y, WTc, out, False, *g.args(), arg, block, per, np.uint64(key), np.uint64(5), 0, B,
-                                 *scratch)
+    ctr = CV.conv_transpose_read(y, np.ascontiguousarray(Wk), out, False, *g.args(), arg, block, per, np.uint64(key),
+                                 np.uint64(5), 0, B, *_scratch(g, Wk.shape[1], B))
     return out, ctr
 
 
@@ -68,8 +72,7 @@ def test_conv_and_its_transpose_match_torch(g):
         want, where = F.max_pool2d(want, g.pool, return_indices=True)
         up = F.max_unpool2d(up, where, g.pool, output_size=(g.OH, g.OW))
     np.testing.assert_allclose(got, want.reshape(B, -1).numpy(), rtol=1e-5, atol=1e-5)
-    WT = np.ascontiguousarray(unroll(w).T)
-    back, _ = _backward(y, WT, g, _per(False), 256, arg=arg)
+    back, _ = _backward(y, unroll(w), g, _per(False), 256, arg=arg)
     # conv_transpose2d is the adjoint of conv2d; output_padding restores the rows a strided conv2d drops
     extra = (g.H + 2 * g.pad - g.k) % g.stride, (g.W + 2 * g.pad - g.k) % g.stride
     want_t = F.conv_transpose2d(up, torch.from_numpy(w), stride=g.stride, padding=g.pad, output_padding=extra)
@@ -83,7 +86,7 @@ def test_the_feedback_is_the_adjoint_of_the_forward_read(g):
     x, w, _, y = _data(g, 4, seed=1)
     Wc = unroll(w)
     fwd, arg, _ = _forward(x, Wc, g, _per(False), 256)
-    back, _ = _backward(y, np.ascontiguousarray(Wc.T), g, _per(False), 256, arg=arg)
+    back, _ = _backward(y, Wc, g, _per(False), 256, arg=arg)
     lhs, rhs = float((fwd.astype(np.float64) * y).sum()), float((x.astype(np.float64) * back).sum())
     assert abs(lhs - rhs) <= 1e-5 * max(abs(lhs), 1.0)
 
@@ -103,7 +106,7 @@ def test_kernels_match_their_numpy_twins_through_the_periphery(g, bias):
     if g.pool > 1:
         np.testing.assert_array_equal(arg, want_arg)
     WT = np.ascontiguousarray(unroll(w).T)
-    back, ctr = _backward(y, WT, g, per, 4, arg=arg)
+    back, ctr = _backward(y, unroll(w), g, per, 4, arg=arg)
     want_b, ctr_t = T.conv_transpose_read(y, WT, g, 4, per, np.uint64(7), np.uint64(5), want_arg)
     assert ctr == ctr_t
     np.testing.assert_allclose(back, want_b, rtol=1e-5, atol=2e-5)
