@@ -65,6 +65,7 @@ def measure(g: ConvGeometry, co: int, B: int, repeats: int) -> dict:
     img = np.empty((g.C * g.H * g.W, B), np.float32)
     cols = np.empty((g.patch, n), np.float32)
     pix = np.empty((co, n), np.float32)
+    flat = img.reshape(-1), cols.reshape(-1), pix.reshape(-1)  # the reads take flat scratch
     scale, tmp = np.empty(n, np.float32), np.empty(n * max(co, g.patch), np.float32)
     out = np.empty((B, co * g.pooled), np.float32)
     arg = np.zeros_like(out)  # the pooling winners
@@ -78,11 +79,11 @@ def measure(g: ConvGeometry, co: int, B: int, repeats: int) -> dict:
         r[f"read {label}"] = best(lambda: CV.read_columns(WT, cols, g.patch, no_bias, pix, 256, per, key, ctr, 0,
                                                           g.pixels, B, scale, tmp), repeats)
         r[f"conv {label}"] = best(lambda: CV.conv_read(x, Wc, WT, out, False, *g.args(), arg, 256, per, key, ctr, 0,
-                                                       B, img, cols, pix, scale, tmp), repeats)
+                                                       B, *flat, scale, tmp), repeats)
         r[f"read^T {label}"] = best(lambda: CV.read_columns(Wc, pix, co, no_bias, cols, 256, per, key, ctr, 0,
                                                             g.pixels, B, scale, tmp), repeats)
         r[f"conv^T {label}"] = best(lambda: CV.conv_transpose_read(y, Wc, back, False, *g.args(), arg, 256, per, key,
-                                                                   ctr, 0, B, img, cols, pix, scale, tmp), repeats)
+                                                                   ctr, 0, B, *flat, scale, tmp), repeats)
     r["gflop"] = 2.0 * n * g.patch * co / 1e9
     return r
 

@@ -187,9 +187,46 @@ def read_columns(A, cols, K, bias, acc, block, per, key, ctr, row0, P, B_total, 
     return ctr
 
 
+GROUP_FLOATS = 1 << 19  # patch-matrix entries per group of samples (2 MB): the patches stay in cache
+
+
+@njit(cache=True)
+def group_size(C, k, OH, OW, B):
+    """Samples per group of a convolutional read: as many as keep their patch matrix within GROUP_FLOATS."""
+    return max(1, min(B, GROUP_FLOATS // (C * k * k * OH * OW)))
+
+
+@njit(cache=True)
+def _sub(a, r0, r1):
+    """Rows r0..r1 of the C-contiguous 2-D ``a``, typed C-contiguous."""
+    m = a.shape[1]
+    return a.reshape(a.size)[r0 * m: r1 * m].reshape(r1 - r0, m)
+
+
 @njit(cache=True)
 def conv_read(x, Wc, WTc, out, accumulate, C, H, W, k, stride, pad, OH, OW, pool, arg, block, per, key, ctr, row0,
               B_total, img, cols, pix, scale, tmp):
+    """``out = P(conv(x))`` through the tiles, in groups of samples (:func:`group_size`); see
+    :func:`_conv_read_group` for the arguments. The scratch ``img, cols, pix, scale, tmp`` is flat, with room
+    for one group."""
+    B, P = x.shape[0], OH * OW
+    co, n_in = WTc.shape[0], x.shape[1]
+    G = group_size(C, k, OH, OW, B)
+    end = ctr
+    for g0 in range(0, B, G):
+        g1 = min(B, g0 + G)
+        n = g1 - g0
+        a = _sub(arg, g0, g1) if pool > 1 else arg
+        end = _conv_read_group(_sub(x, g0, g1), Wc, WTc, _sub(out, g0, g1), accumulate, C, H, W, k, stride, pad,
+                               OH, OW, pool, a, block, per, key, ctr, row0 + g0, B_total,
+                               img[: n_in * n].reshape(n_in, n), cols[: C * k * k * P * n].reshape(C * k * k, P * n),
+                               pix[: co * P * n].reshape(co, P * n), scale[: P * n], tmp)
+    return end
+
+
+@njit(cache=True)
+def _conv_read_group(x, Wc, WTc, out, accumulate, C, H, W, k, stride, pad, OH, OW, pool, arg, block, per, key, ctr,
+                     row0, B_total, img, cols, pix, scale, tmp):
     """``out = P(conv(x))`` through the tiles: (B, C H W) images, already through the DAC, to
     (B, C_out OH OW / pool^2), NCHW.
 
@@ -292,6 +329,27 @@ def _unpool(y, arg, pix, B, co, OH, OW, q):
 @njit(cache=True)
 def conv_transpose_read(y, Wk, out, accumulate, C, H, W, k, stride, pad, OH, OW, pool, arg, block, per, key, ctr,
                         row0, B_total, img, cols, pix, scale, tmp):
+    """``out = conv^T(unpool(y))`` through the tiles, in groups of samples (:func:`group_size`); see
+    :func:`_conv_transpose_group` for the arguments. The scratch is flat, with room for one group."""
+    B, P = y.shape[0], OH * OW
+    co, n_img = Wk.shape[1], out.shape[1]
+    G = group_size(C, k, OH, OW, B)
+    end = ctr
+    for g0 in range(0, B, G):
+        g1 = min(B, g0 + G)
+        n = g1 - g0
+        a = _sub(arg, g0, g1) if pool > 1 else arg
+        end = _conv_transpose_group(_sub(y, g0, g1), Wk, _sub(out, g0, g1), accumulate, C, H, W, k, stride, pad,
+                                    OH, OW, pool, a, block, per, key, ctr, row0 + g0, B_total,
+                                    img[: n_img * n].reshape(n_img, n),
+                                    cols[: C * k * k * P * n].reshape(C * k * k, P * n),
+                                    pix[: co * P * n].reshape(co, P * n), scale[: P * n], tmp)
+    return end
+
+
+@njit(cache=True)
+def _conv_transpose_group(y, Wk, out, accumulate, C, H, W, k, stride, pad, OH, OW, pool, arg, block, per, key, ctr,
+                          row0, B_total, img, cols, pix, scale, tmp):
     """``out = conv^T(unpool(y))`` through the same conductances read backwards: (B, C_out OH OW / pool^2),
     already through the DAC, to (B, C H W).
 

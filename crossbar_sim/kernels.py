@@ -170,17 +170,17 @@ def _refresh_pools(l, Q, Wf, WTf, n, soff, edges, conv, b0, b1, B, per, key, ctr
 
 @njit(cache=True)
 def _conv_scratch(e, n, edges, conv, Bc, cbuf):
-    """Geometry of convolutional block ``e`` and its image, patch and pixel scratch for ``Bc`` rows."""
+    """Geometry of convolutional block ``e`` and its image, patch and pixel scratch (flat) for ``Bc`` rows."""
     g = edges[e, EDGE_CONV]
     P = conv[g, 6] * conv[g, 7]
     patch = conv[g, 0] * conv[g, 3] * conv[g, 3]
     co = n[edges[e, EDGE_DST]] * conv[g, 8] * conv[g, 8] // P
     n_img = n[edges[e, EDGE_SRC]]
-    cols = cbuf[: Bc * P * patch].reshape(patch, Bc * P)
+    cols = cbuf[: Bc * P * patch]
     o = Bc * P * patch
-    pix = cbuf[o: o + Bc * P * co].reshape(co, Bc * P)
+    pix = cbuf[o: o + Bc * P * co]
     o += Bc * P * co
-    img = cbuf[o: o + Bc * n_img].reshape(n_img, Bc)
+    img = cbuf[o: o + Bc * n_img]
     return g, patch, co, img, cols, pix
 
 

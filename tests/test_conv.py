@@ -22,8 +22,8 @@ def _scratch(g, co, B):
     """The reads' scratch for B samples: sample-minor image, patch columns, pixel rows, per-read scale, tile
     buffer."""
     n = B * g.pixels
-    return (np.empty((g.C * g.H * g.W, B), np.float32), np.empty((g.patch, n), np.float32),
-            np.empty((co, n), np.float32), np.empty(n, np.float32), np.empty(n * max(co, g.patch), np.float32))
+    return (np.empty(g.C * g.H * g.W * B, np.float32), np.empty(g.patch * n, np.float32), np.empty(co * n, np.float32),
+            np.empty(n, np.float32), np.empty(n * max(co, g.patch), np.float32))
 
 
 def _forward(x, Wc, g, per, block, key=7, out=None, row0=0, B_total=None):

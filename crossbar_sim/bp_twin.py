@@ -1,0 +1,128 @@
+"""The backprop twin: a scenario's network as a feedforward torch network, trained with backpropagation.
+
+The seeds report "EP against BP" on the same architecture. The twin takes the scenario's connection graph
+(:class:`networks.graph.Network`) and runs it once from input to output: each state layer is the activation
+of everything its blocks from lower layers bring (dense or convolutional, max-pooled where the block pools,
+biases included), the feedback of the Hopfield dynamics left out. The readout is the same: the last state layer
+with the squared error (MSE), or the softmax readout with cross-entropy. Training uses the scenario's
+batches, epochs, per-block learning rates, momentum and weight decay (plain SGD; the rates are per sample
+means, as in EP), its initial weights (the same seed) and its data order stream, in float32 on the CPU.
+
+torch is only in the ``test`` extra, so this module imports it on use.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from crossbar_sim.config import Scenario
+from crossbar_sim.data import Dataset
+from crossbar_sim.trainer import block_rates, build_network, streams
+from networks.graph import Network
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a test/reference extra
+        raise SystemExit("the BP twin needs torch: pip install -e \".[test]\"") from None
+    return torch
+
+
+class FeedForward:
+    """The feedforward reading of ``network``, with its blocks' weights as torch leaves (stored layout:
+    (n_src [+ 1 bias row], n_dst), or the unrolled kernel for a convolution)."""
+
+    def __init__(self, network: Network, weights: list[np.ndarray]):
+        torch = _torch()
+        self.torch = torch
+        self.network = network
+        self.params = [torch.tensor(np.asarray(W, np.float32), requires_grad=True) for W in weights]
+        self.masks = [None if e.mask is None else torch.tensor(e.full_mask(network.sizes).astype(np.float32))
+                      for e in network.edges]
+
+    def _block(self, e, W, s):
+        """What block ``e`` (weights ``W``) brings to its destination from the source state ``s``."""
+        F = self.torch.nn.functional
+        hi = self.network.activation.bound
+        n_src = W.shape[0] - e.bias
+        bias = hi * W[-1] if e.bias else None
+        if e.conv is None:
+            out = s @ W[:n_src]
+            return out if bias is None else out + bias
+        g = e.conv
+        kernel = W[:n_src].T.reshape(-1, g.C, g.k, g.k)
+        out = F.conv2d(s.reshape(len(s), g.C, g.H, g.W), kernel, bias, stride=g.stride, padding=g.pad)
+        if g.pool > 1:
+            out = F.max_pool2d(out, g.pool)
+        return out.reshape(len(s), -1)
+
+    def forward(self, x):
+        """Outputs for a batch ``x`` (torch float32): the last state layer (MSE) or the readout's logits."""
+        net = self.network
+        hi = net.activation.bound
+        Ws = [W if m is None else W * m for W, m in zip(self.params, self.masks)]
+        s = {0: x}
+        for l in range(1, net.n_state_layers + 1):
+            pre = sum(self._block(e, W, s[e.src]) for e, W in zip(net.edges, Ws) if e.dst == l)
+            s[l] = self.torch.clamp(pre, 0.0, hi)
+        if net.readout == "state":
+            return s[net.n_state_layers]
+        return self._block(net.edges[-1], Ws[-1], s[net.n_state_layers])
+
+
+def train_bp(scenario: Scenario, data: Dataset, progress: bool = True, on_epoch=None) -> dict:
+    """Train the scenario's network with backprop; returns ``{"history": [...], "test_accuracy", ...}``.
+
+    ``on_epoch(row)`` is called after each epoch with ``epoch``, ``train_accuracy`` (running, during the
+    epoch), ``test_accuracy`` and ``seconds``.
+    """
+    from tqdm import tqdm
+
+    if data.regression:
+        raise ValueError(f"the BP twin scores classification; {data.name} is a regression set")
+    torch = _torch()
+    torch.manual_seed(scenario.seed)
+    rng = streams(scenario.seed)
+    network = build_network(scenario, rng["topology"])
+    model = FeedForward(network, network.init_weights(rng["init"]))
+    t = scenario.train
+    groups = [{"params": [p], "lr": lr} for p, lr in zip(model.params, block_rates(network, t.lr))]
+    opt = torch.optim.SGD(groups, momentum=t.momentum, nesterov=t.nesterov, weight_decay=t.weight_decay)
+    mse = network.readout == "state"
+    x_train = torch.from_numpy(np.asarray(data.x_train, np.float32))
+    y_train = torch.from_numpy(np.asarray(data.y_train))
+    x_test = torch.from_numpy(np.asarray(data.x_test, np.float32))
+    y_test = np.asarray(data.y_test)
+    bs = scenario.data.batch_size
+    history, t0 = [], time.perf_counter()
+
+    def loss_of(out, y):
+        if mse:  # 0.5 |s_L - onehot|^2 per sample, batch mean: the nudge's cost
+            target = torch.nn.functional.one_hot(y, out.shape[1]).to(out.dtype)
+            return 0.5 * ((out - target) ** 2).sum(1).mean()
+        return torch.nn.functional.cross_entropy(out, y)
+
+    for epoch in range(1, t.epochs + 1):
+        order = torch.from_numpy(rng["order"].permutation(len(x_train)))
+        correct = 0
+        for start in tqdm(range(0, len(order), bs), desc=f"BP twin epoch {epoch}/{t.epochs}", leave=False,
+                          disable=not progress, unit="batch"):
+            idx = order[start: start + bs]
+            out = model.forward(x_train[idx])
+            loss = loss_of(out, y_train[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            correct += int((out.argmax(1) == y_train[idx]).sum())
+        with torch.no_grad():
+            pred = np.concatenate([model.forward(x_test[i: i + 1000]).argmax(1).numpy()
+                                   for i in range(0, len(x_test), 1000)])
+        row = {"epoch": epoch, "train_accuracy": correct / len(x_train),
+               "test_accuracy": float((pred == y_test).mean()), "seconds": time.perf_counter() - t0}
+        history.append(row)
+        if on_epoch is not None:
+            on_epoch(row)
+    return {"history": history, "test_accuracy": history[-1]["test_accuracy"],
+            "train_accuracy": history[-1]["train_accuracy"], "wall_seconds": time.perf_counter() - t0}
