@@ -1,0 +1,80 @@
+"""The backprop twin: the scenario's graph run feedforward in torch, trained with backprop."""
+import numpy as np
+import pytest
+
+from crossbar_sim.config import load_scenario
+from networks.activations import make_activation
+from networks.convolution import ConvGeometry, patches, pixels_to_nchw, pool_max
+from networks.graph import Edge, Network
+
+torch = pytest.importorskip("torch")
+
+
+def _numpy_forward(net, weights, x):
+    """The feedforward pass written out in NumPy: each layer the clipped sum of its blocks from below."""
+    hi = net.activation.bound
+    s = {0: x.astype(np.float64)}
+    for l in range(1, net.n_state_layers + 1):
+        pre = 0.0
+        for e, W in zip(net.edges, weights):
+            if e.dst != l:
+                continue
+            n_src = W.shape[0] - e.bias
+            bias = hi * W[-1] if e.bias else 0.0  # per unit, or per channel of a convolution
+            if e.conv is None:
+                out = s[e.src] @ W[:n_src] + bias
+            else:
+                pix = patches(s[e.src], e.conv) @ W[:n_src] + bias
+                out = pool_max(pix, len(x), e.conv)[0] if e.conv.pool > 1 else pixels_to_nchw(pix, len(x), e.conv)
+            pre = pre + out
+        s[l] = np.clip(pre, 0.0, hi)
+    if net.readout == "state":
+        return s[net.n_state_layers]
+    V = weights[-1]
+    return s[net.n_state_layers] @ V[:-1] + hi * V[-1]
+
+
+@pytest.mark.parametrize("readout", ["state", "softmax"])
+def test_the_twin_runs_the_graph_feedforward(readout):
+    from crossbar_sim.bp_twin import FeedForward
+
+    g1, g2 = ConvGeometry(1, 8, 8, 3, 1, 1, pool=2), ConvGeometry(2, 4, 4, 3, 1, 1, pool=2)
+    sizes = (64, 32, 12, 5) if readout == "state" else (64, 32, 12, 5, 3)
+    mask = np.random.default_rng(1).random((32, 5)) < 0.5
+    edges = [Edge(0, 1, True, conv=g1), Edge(1, 2, True, conv=g2), Edge(2, 3, True), Edge(1, 3, False, mask=mask)]
+    if readout == "softmax":
+        edges.append(Edge(3, 4, True))
+    net = Network(sizes, make_activation("relu6", 2.0), readout, tuple(edges))
+    weights = net.init_weights(np.random.default_rng(0))
+    for W, e in zip(weights, net.edges):
+        W *= 3.0
+        if e.mask is not None:
+            W[: e.mask.shape[0]] += 0.2  # masked entries must not leak through
+    x = np.random.default_rng(2).random((6, 64)).astype(np.float32)
+    got = FeedForward(net, weights).forward(torch.from_numpy(x)).detach().numpy()
+    masked = [W if e.mask is None else W * e.full_mask(net.sizes) for W, e in zip(weights, net.edges)]
+    want = _numpy_forward(net, masked, x)
+    assert 0 < (want > 0).mean()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_the_twin_learns_digits_and_is_reproducible():
+    from crossbar_sim.bp_twin import train_bp
+    from crossbar_sim.run import dataset_for
+
+    sc = load_scenario("scenarios/quickstart.yaml", overrides=["train.epochs=3", "ep.loss=cross_entropy",
+                                                                "network.sizes=[64, 100, 10]"])
+    data = dataset_for(sc)
+    first = train_bp(sc, data, progress=False)
+    assert first["test_accuracy"] > 0.8  # chance is 0.1
+    assert [r["test_accuracy"] for r in first["history"]] == \
+        [r["test_accuracy"] for r in train_bp(sc, data, progress=False)["history"]]
+
+
+def test_a_regression_set_is_refused():
+    from crossbar_sim.bp_twin import train_bp
+    from crossbar_sim.run import dataset_for
+
+    sc = load_scenario(raw={"data": {"name": "diabetes"}, "network": {"sizes": [10, 10, 1]}})
+    with pytest.raises(ValueError, match="regression"):
+        train_bp(sc, dataset_for(sc), progress=False)
