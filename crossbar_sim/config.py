@@ -71,6 +71,21 @@ class NetworkConfig:
     kernel: int = spec(5, lo=1)
     padding: int = spec(0, lo=0)
     pool: int = spec(2, lo=1)
+    # state layers (1 .. L - 1) that get an auxiliary softmax readout (intermediate error signals; needs
+    # ep.loss: cross_entropy)
+    aux: list[int] = spec([], lo=1)
+
+
+@dataclass
+class DistillConfig:
+    """Knowledge distillation: the cross-entropy readouts are nudged towards ``(1 - alpha) onehot(y) +
+    alpha softmax(z / temperature)``, with ``z`` a teacher's logits of the training set (a ``.npy`` file of
+    shape (training samples, classes), in the data set's order after ``data.train_limit``; the BP twin script
+    writes one). None: hard targets."""
+
+    logits: str | None = None
+    temperature: float = spec(4.0, lo=0.0, lo_open=True)
+    alpha: float = spec(0.5, lo=0.0, hi=1.0)
 
 
 @dataclass
@@ -88,6 +103,10 @@ class EPConfig:
     eps: float = spec(0.5, lo=0.0, hi=1.0, lo_open=True)
     persistent: bool = False
     fail_delta: float = spec(0.5, lo=0.0, lo_open=True)
+    # Intermediate error signals (Lin et al. 2025): the auxiliary readouts on network.aux layers nudge their
+    # layers, and their losses count, aux_weight times the main readout's.
+    aux_weight: float = spec(1.0, lo=0.0)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
 
 @dataclass
@@ -194,6 +213,10 @@ class Scenario:
         elif len(sizes) < (2 if self.ep.loss == "mse" else 3):
             raise ConfigError(f"network.sizes: the {self.ep.loss} loss needs at least "
                               f"{2 if self.ep.loss == 'mse' else 3} layers, got {sizes}")
+        if (self.network.aux or self.ep.distill.logits) and self.ep.loss != "cross_entropy":
+            key = "network.aux" if self.network.aux else "ep.distill.logits"
+            raise ConfigError(f"{key}: auxiliary readouts and distillation act through softmax readouts; "
+                              "use ep.loss: cross_entropy")
         if self.data.name in REGRESSION and self.ep.loss != "mse":
             raise ConfigError(f"ep.loss: {self.data.name} is a regression set; its output layer is a state nudged "
                               f"by the squared error, so use loss: mse, not {self.ep.loss}")

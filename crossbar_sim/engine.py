@@ -134,8 +134,9 @@ class Engine:
 
     # ---- phases ------------------------------------------------------------------------------------
 
-    def settle(self, xq, y, S, beta, steps, dynamics, tol, eps) -> PhaseResult:
-        """Relax the flat state ``S`` in place for one phase (``beta`` = 0 is the free phase)."""
+    def settle(self, xq, y, S, beta, steps, dynamics, tol, eps, aux_weight=1.0) -> PhaseResult:
+        """Relax the flat state ``S`` in place for one phase (``beta`` = 0 is the free phase); an auxiliary
+        readout's nudge is ``aux_weight`` times the main readout's."""
         B = xq.shape[0]
         chunks = max(1, min(numba.get_num_threads(), B))
         work = self._work.get((B, chunks))
@@ -143,21 +144,28 @@ class Engine:
             work = self._work[(B, chunks)] = np.zeros(K.work_size(B, list(self.n), chunks, self.edge_table,
                                                                   self.conv_table), dtype=np.float32)
         Q = np.empty_like(S) if self.analog else S
-        cfg = np.array([K.DYNAMICS[dynamics], self.loss, steps, beta, eps, self.hi, tol], dtype=np.float64)
+        cfg = np.array([K.DYNAMICS[dynamics], self.loss, steps, beta, eps, self.hi, tol, aux_weight], dtype=np.float64)
         with blas.limit_threads(1):
             out = K.settle(xq, y, S, Q, self.Wf, self.WTf, self.n, self.state_offsets(B), self.edge_table, self.conv_table,
                            self.adj_ptr, self.adj, self.color, cfg, self.per, new_key(self.rng), np.uint64(0), work,
                            chunks)
         return PhaseResult(*out)
 
-    def logits(self, s_last: np.ndarray) -> np.ndarray:
-        """Cross-entropy readout through the readout tile, (B, classes) float32."""
-        B = s_last.shape[0]
-        x = self.input_dac(s_last)
+    @property
+    def readouts(self) -> list[int]:
+        """Block indices of the softmax readouts: the main one (from L) first, then the auxiliary ones."""
+        first = len(self.network.state_edges)
+        return list(range(first, len(self.edges)))
+
+    def logits(self, s: np.ndarray, block: int | None = None) -> np.ndarray:
+        """A cross-entropy readout through its tile, (B, classes) float32: the main one from the last state
+        layer ``s``, or readout ``block`` from its layer."""
+        B = s.shape[0]
+        x = self.input_dac(s)
         out = np.empty((B, int(self.n[-1])), dtype=np.float32)
         xb = np.empty(B, dtype=np.float32)
         yb = np.empty(B * int(self.n.max()), dtype=np.float32)
-        V = self.arrays[-1].W_view
+        V = self.arrays[self.readouts[0] if block is None else block].W_view
         K.mvm(x, V, out, False, self.periphery.rows, self.per, new_key(self.rng), np.uint64(0), 0, B, xb, yb)
         return out
 
@@ -189,9 +197,10 @@ class Engine:
         return reads * np.array([1, rows * col_tiles, cols * row_tiles, 2 * (pairs + e.bias * cols)], dtype=np.int64)
 
     def phase_ops(self, res: PhaseResult, batch: int, nudged: bool) -> np.ndarray:
-        """``OPS`` counts of one phase: the clamped input's blocks (and pooling blocks) read once per sample, then, for every step
-        each sample took (a converged sample stops reading), every block between state layers read forward
-        and transposed, and in a nudged cross-entropy phase the readout both ways for the nudging force."""
+        """``OPS`` counts of one phase: the clamped input's blocks (and pooling blocks) read once per sample,
+        then, for every step each sample took (a converged sample stops reading), every block between state
+        layers read forward and transposed, and in a nudged cross-entropy phase the readouts both ways for the
+        nudging forces."""
         clamped, per_step, readout = self._phase_read_ops()
         if self.loss == K.LOSS_CE and nudged:
             per_step = per_step + readout
@@ -210,16 +219,19 @@ class Engine:
                     per_step += self.read_ops(k, False) + self.read_ops(k, True)
                     if e.conv is not None and e.conv.pool > 1:  # its winners are read at the phase's start too
                         clamped += self.read_ops(k, False)
-            r = len(self.edges) - 1
-            readout = self.read_ops(r, False) + self.read_ops(r, True)
+            readout = np.zeros(len(OPS), dtype=np.int64)
+            for r in self.readouts:
+                readout += self.read_ops(r, False) + self.read_ops(r, True)
             self._phase_counts = (clamped, per_step, readout)
         return self._phase_counts
 
-    def readout_ops(self, batch: int) -> np.ndarray:
-        """``OPS`` counts of reading the cross-entropy readout's logits for ``batch`` samples (none for MSE)."""
-        if self.loss != K.LOSS_CE:
-            return np.zeros(len(OPS), dtype=np.int64)
-        return batch * self.read_ops(len(self.edges) - 1, False)
+    def readout_ops(self, batch: int, every: bool = False) -> np.ndarray:
+        """``OPS`` counts of reading the cross-entropy readout's logits for ``batch`` samples (none for MSE);
+        with ``every``, the auxiliary readouts' too."""
+        out = np.zeros(len(OPS), dtype=np.int64)
+        for r in self.readouts[: None if every else 1]:
+            out += batch * self.read_ops(r, False)
+        return out
 
     def advance(self, now: float) -> None:
         """Set the chip's clock to ``now`` (s since the weights were programmed)."""

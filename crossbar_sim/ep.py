@@ -96,11 +96,12 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(1, keepdims=True)
 
 
-def readout_grad(engine: Engine, s_last: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``-dCE/dV`` at the last state layer, float64 (n_L + 1, classes)."""
-    err = y - softmax(engine.logits(s_last).astype(np.float64))
-    g = np.empty((s_last.shape[1] + 1, y.shape[1]))
-    g[:-1] = s_last.T.astype(np.float64) @ err / len(y)
+def readout_grad(engine: Engine, s: np.ndarray, y: np.ndarray, block: int | None = None) -> np.ndarray:
+    """``-dCE/dV`` of a softmax readout at its layer's state ``s`` (the main readout, at the last state layer,
+    or readout ``block``), float64 (n + 1, classes)."""
+    err = y - softmax(engine.logits(s, block).astype(np.float64))
+    g = np.empty((s.shape[1] + 1, y.shape[1]))
+    g[:-1] = s.T.astype(np.float64) @ err / len(y)
     g[-1] = engine.hi * err.mean(0)
     return g
 
@@ -120,7 +121,7 @@ class EPStep:
     def _phase(self, name, xq, y, S, beta, steps, where):
         ep = self.ep
         dynamics = ep.nudge_dynamics if beta != 0.0 and ep.nudge_dynamics else ep.dynamics
-        res = self.engine.settle(xq, y, S, beta, steps, dynamics, ep.tol, ep.eps)
+        res = self.engine.settle(xq, y, S, beta, steps, dynamics, ep.tol, ep.eps, ep.aux_weight)
         if res.status == K.STATUS_NONFINITE:
             raise SimulationError(f"{where}, {name} phase: a state became NaN or inf (step {res.steps}); "
                                   "lower train.lr or check the weights")
@@ -166,7 +167,10 @@ class EPStep:
             est = grad_difference(eng, x, nudged[0], free_layers, 1 / betas[0])
             terms = [(1 / betas[0], nudged[0]), (-1 / betas[0], free_layers)]
         if eng.loss == K.LOSS_CE:
-            est.append(sum(readout_grad(eng, layers[-1], y) for layers in nudged) / len(nudged))
-            ops = ops + eng.readout_ops(B * (1 + len(nudged)))  # the prediction's and the updates' reads
+            for i, r in enumerate(eng.readouts):
+                a = eng.edges[r].src
+                w = 1.0 if i == 0 else ep.aux_weight  # an auxiliary readout's loss counts aux_weight times
+                est.append(w * sum(readout_grad(eng, layers[a - 1], y, r) for layers in nudged) / len(nudged))
+            ops = ops + eng.readout_ops(B) + eng.readout_ops(B * len(nudged), every=True)  # prediction, updates
         result = BatchResult(outputs, np.concatenate(free_layers, axis=1), steps, ops, terms)
         return est, result

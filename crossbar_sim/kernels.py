@@ -23,7 +23,9 @@ Array conventions (all float32, C-contiguous, batch first):
   this makes each source update a majorise-minimise step: the pooled coupling is convex in the source, so
   the energy still does not increase).
 * ``Wf``: every block as read from its conductances, an (n_src + bias, n_dst) matrix at ``woff`` whose last
-  row, if any, is the bias row (driven by the constant ``x_max``). ``WTf``: the same conductances in
+  row, if any, is the bias row (driven by the constant ``x_max``). With the cross-entropy readout, the blocks into
+  the classes (layer L + 1) come last: the readout from L, then auxiliary readouts from intermediate layers,
+  whose nudge is weighted by ``cfg[CFG_AUX]`` (1 if absent). ``WTf``: the same conductances in
   transposed layout, (n_dst, n_src) at ``wtoff``, without the bias row. Both are refreshed from one
   conductance array after every write, so a forward and a backward read see the same devices; the second
   layout only lets BLAS run both directions at full speed. A masked connection reads as 0.
@@ -46,8 +48,8 @@ from crossbar_sim.reads import (N_PER, PER_ADC_RANGE, PER_ADC_STEPS, PER_ANALOG,
 
 EDGE_SRC, EDGE_DST, EDGE_WOFF, EDGE_WTOFF, EDGE_BIAS, EDGE_CONV = range(6)
 N_EDGE = 6
-CFG_DYN, CFG_LOSS, CFG_T, CFG_BETA, CFG_EPS, CFG_HI, CFG_TOL = range(7)
-N_CFG = 7
+CFG_DYN, CFG_LOSS, CFG_T, CFG_BETA, CFG_EPS, CFG_HI, CFG_TOL, CFG_AUX = range(8)
+N_CFG = 8
 DYN_EULER, DYN_FIXED_POINT, DYN_COORDINATE = 0, 1, 2
 DYNAMICS = {"euler": DYN_EULER, "fixed_point": DYN_FIXED_POINT, "coordinate": DYN_COORDINATE}
 LOSS_MSE, LOSS_CE = 0, 1
@@ -67,11 +69,12 @@ def _weights(Wf, off, rows, cols):
 
 
 @njit(cache=True)
-def _drive(l, c, x, y, Q, Wf, WTf, n, soff, edges, conv, adj_ptr, adj, drive_in, has_in, pre, beta, loss, per, key,
-           ctr, xb, yb, ce, cbuf, stash, stash_off, noarg):
+def _drive(l, c, x, y, Q, Wf, WTf, n, soff, edges, conv, adj_ptr, adj, drive_in, has_in, pre, beta, loss, aux_w, per,
+           key, ctr, xb, yb, ce, cbuf, stash, stash_off, noarg):
     """Everything that pushes on layer ``l`` for rows ``c = (b0, b1, B)``: the clamped input's drive, every
     block to another state layer (forward from below, transposed from above; a pooling block's forward from
-    its stash), and the cross-entropy nudge. Writes the pre-activation into ``pre``; returns the noise counter."""
+    its stash), and the cross-entropy nudges of the readouts from ``l`` (an auxiliary one weighted by
+    ``aux_w``). Writes the pre-activation into ``pre``; returns the noise counter."""
     b0, b1, B = c
     Bc = b1 - b0
     L = soff.size - 1
@@ -108,31 +111,45 @@ def _drive(l, c, x, y, Q, Wf, WTf, n, soff, edges, conv, adj_ptr, adj, drive_in,
         filled = True
     if not filled:
         pre[:, :] = 0.0
-    if l == L and loss == LOSS_CE and beta != 0.0:
-        # Softmax readout outside the dynamics (Laborieux 2021): the nudge is beta * (y - p) @ V^T.
-        r = edges.shape[0] - 1
-        k = n[L + 1]
-        logits = ce[: Bc * k].reshape(Bc, k)
-        ctr = mvm(_rows(Q, soff[L], n[L], b0, b1), _weights(Wf, edges[r, EDGE_WOFF], n[L] + 1, k), logits, False,
-                  rows, per, key, ctr, b0, B, xb, yb)
-        for b in range(Bc):
-            mx = logits[b, 0]
-            for j in range(1, k):
-                mx = max(mx, logits[b, j])
-            z = 0.0
-            for j in range(k):
-                logits[b, j] = math.exp(logits[b, j] - mx)
-                z += logits[b, j]
-            for j in range(k):
-                logits[b, j] = y[b, j] - logits[b, j] / z
-        err = ce[Bc * k: 2 * Bc * k]
-        dac(logits.ravel(), err, per[PER_DAC_STEPS], -1.0, 1.0)
-        fb = ce[2 * Bc * k: 2 * Bc * k + Bc * n[L]].reshape(Bc, n[L])
-        ctr = mvm(err.reshape(Bc, k), _weights(WTf, edges[r, EDGE_WTOFF], k, n[L]), fb, False, cols, per, key, ctr,
-                  b0, B, xb, yb)
-        for b in range(Bc):
-            for j in range(n[L]):
-                pre[b, j] += beta * fb[b, j]
+    if loss != LOSS_CE or beta == 0.0:
+        return ctr
+    for r in range(edges.shape[0]):
+        if edges[r, EDGE_DST] == L + 1 and edges[r, EDGE_SRC] == l:
+            ctr = _softmax_nudge(r, l, c, y, Q, Wf, WTf, n, soff, edges, pre, beta if l == L else beta * aux_w,
+                                 per, key, ctr, xb, yb, ce)
+    return ctr
+
+
+@njit(cache=True)
+def _softmax_nudge(r, l, c, y, Q, Wf, WTf, n, soff, edges, pre, weight, per, key, ctr, xb, yb, ce):
+    """The nudge of softmax readout ``r`` (outside the dynamics, Laborieux 2021) on its layer ``l``:
+    ``pre += weight * (y - p) @ V^T``, ``p`` the softmax of the readout's logits, both reads through the tiles."""
+    b0, b1, B = c
+    Bc = b1 - b0
+    rows = int(per[PER_TILE_ROWS])
+    cols = int(per[PER_TILE_COLS])
+    k = n[edges[r, EDGE_DST]]
+    logits = ce[: Bc * k].reshape(Bc, k)
+    ctr = mvm(_rows(Q, soff[l], n[l], b0, b1), _weights(Wf, edges[r, EDGE_WOFF], n[l] + 1, k), logits, False,
+              rows, per, key, ctr, b0, B, xb, yb)
+    for b in range(Bc):
+        mx = logits[b, 0]
+        for j in range(1, k):
+            mx = max(mx, logits[b, j])
+        z = 0.0
+        for j in range(k):
+            logits[b, j] = math.exp(logits[b, j] - mx)
+            z += logits[b, j]
+        for j in range(k):
+            logits[b, j] = y[b, j] - logits[b, j] / z
+    err = ce[Bc * k: 2 * Bc * k]
+    dac(logits.ravel(), err, per[PER_DAC_STEPS], -1.0, 1.0)
+    fb = ce[2 * Bc * k: 2 * Bc * k + Bc * n[l]].reshape(Bc, n[l])
+    ctr = mvm(err.reshape(Bc, k), _weights(WTf, edges[r, EDGE_WTOFF], k, n[l]), fb, False, cols, per, key, ctr,
+              b0, B, xb, yb)
+    for b in range(Bc):
+        for j in range(n[l]):
+            pre[b, j] += weight * fb[b, j]
     return ctr
 
 
@@ -323,6 +340,7 @@ def _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, edges, conv, adj_ptr, adj
     eps = cfg[CFG_EPS]
     hi = cfg[CFG_HI]
     tol = cfg[CFG_TOL]
+    aux_w = cfg[CFG_AUX] if cfg.size > CFG_AUX else 1.0
     B = x.shape[0]
     Bc = b1 - b0
     c = (b0, b1, B)
@@ -374,7 +392,9 @@ def _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, edges, conv, adj_ptr, adj
             dac(S[lo:hi_], Q[lo:hi_], dac_steps, 0.0, hi)
     # The input is clamped for the whole phase, so its blocks are read once.
     has_in = np.zeros(L + 1, np.bool_)
-    n_state_edges = edges.shape[0] - (1 if loss == LOSS_CE else 0)
+    n_state_edges = 0  # the blocks of the dynamics come first; the readouts (into layer L + 1) last
+    while n_state_edges < edges.shape[0] and edges[n_state_edges, EDGE_DST] <= L:
+        n_state_edges += 1
     for e in range(n_state_edges):
         if edges[e, EDGE_SRC] == 0:
             l = edges[e, EDGE_DST]
@@ -404,7 +424,7 @@ def _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, edges, conv, adj_ptr, adj
                     continue
                 ctr = _drive(l, c, x, yc, Q, Wf, WTf, n, soff, edges, conv, adj_ptr, adj,
                              _rows(drive_all, poff[l], n[l], 0, Bc), has_in, _rows(pre_all, poff[l], n[l], 0, Bc),
-                             beta, loss, per, key, ctr, xb, yb, ce, cbuf, stash, stash_off, noarg)
+                             beta, loss, aux_w, per, key, ctr, xb, yb, ce, cbuf, stash, stash_off, noarg)
                 if dyn == DYN_COORDINATE:
                     _update(_rows(S, soff[l], n[l], b0, b1), _rows(pre_all, poff[l], n[l], 0, Bc), yc,
                             l == L and loss == LOSS_MSE and beta != 0.0, dyn, beta, eps, hi, frozen, rowmax, rowsum,
@@ -464,7 +484,8 @@ def settle(x, y, S, Q, Wf, WTf, n, soff, edges, conv, adj_ptr, adj, color, cfg, 
             receives the final one.
         Wf, WTf, n, soff, edges, conv, adj_ptr, adj, color: weights and layout (module docstring). ``n`` has L + 1
             entries (input and state layers), plus the class count when the loss is cross-entropy.
-        cfg: float64 phase settings (``CFG_*``): dynamics, loss, max steps T, beta, Euler step, state bound, tol.
+        cfg: float64 phase settings (``CFG_*``): dynamics, loss, max steps T, beta, Euler step, state bound, tol,
+            and (optional, default 1) the weight of the auxiliary readouts' nudges.
         per: float64 periphery (``PER_*``).
         key, ctr: read-noise stream and the index of its first draw (uint64).
         work: flat float32 scratch of at least ``work_size(B, n, chunks, edges, conv)`` elements.

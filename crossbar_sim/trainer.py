@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -20,9 +21,9 @@ from crossbar_sim.ep import EPStep, SimulationError
 from crossbar_sim.tiles import Periphery, Programming
 from device_models.base import DeviceModel
 from networks.activations import make_activation
-from networks.graph import Network
-from networks.layered import LayeredNetwork
 from networks.conv_net import conv_net
+from networks.graph import Network, with_aux_readouts
+from networks.layered import LayeredNetwork
 from networks.resnet import hopfield_resnet
 from networks.small_world import small_world
 
@@ -36,18 +37,26 @@ def streams(seed: int) -> dict[str, np.random.Generator]:
 
 
 def build_network(scenario: Scenario, rng: np.random.Generator) -> Network:
-    """The scenario's network; a small-world topology is drawn from ``rng`` (the run's topology stream)."""
+    """The scenario's network, with its auxiliary readouts; a small-world topology is drawn from ``rng`` (the
+    run's topology stream)."""
     net = scenario.network
     readout = "state" if scenario.ep.loss == "mse" else "softmax"
     activation = make_activation(net.activation, net.alpha)
     if net.kind == "small_world":
-        return small_world(tuple(net.sizes), activation, readout, net.p, rng, net.rewiring)
-    if net.kind == "hopfield_resnet":
-        return hopfield_resnet(tuple(net.image), net.channels, net.sizes[-1], activation, readout, net.skips)
-    if net.kind == "conv_net":
-        return conv_net(tuple(net.image), net.channels, net.sizes[-1], activation, readout, net.kernel, net.padding,
-                        net.pool)
-    return LayeredNetwork(tuple(net.sizes), activation, readout)
+        network = small_world(tuple(net.sizes), activation, readout, net.p, rng, net.rewiring)
+    elif net.kind == "hopfield_resnet":
+        network = hopfield_resnet(tuple(net.image), net.channels, net.sizes[-1], activation, readout, net.skips)
+    elif net.kind == "conv_net":
+        network = conv_net(tuple(net.image), net.channels, net.sizes[-1], activation, readout, net.kernel,
+                           net.padding, net.pool)
+    else:
+        network = LayeredNetwork(tuple(net.sizes), activation, readout)
+    if not net.aux:
+        return network
+    try:
+        return with_aux_readouts(network, net.aux)
+    except ValueError as exc:
+        raise ConfigError(f"network.aux: {exc} (this network has state layers 1..{network.n_state_layers})") from None
 
 
 def block_rates(network: Network, lr) -> list[float]:
@@ -56,6 +65,24 @@ def block_rates(network: Network, lr) -> list[float]:
     if not isinstance(lr, list):
         return [lr] * len(network.edges)
     return [lr[e.dst - 1] for e in network.edges]
+
+
+def distill_targets(distill, data: Dataset) -> np.ndarray:
+    """Per training sample, ``(1 - alpha) onehot(y) + alpha softmax(z / T)`` from the teacher's logits ``z``
+    (float32, (samples, classes))."""
+    path = Path(distill.logits)
+    try:
+        z = np.load(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"ep.distill.logits: cannot read {path} as a .npy array ({exc})") from None
+    want = (len(data.x_train), data.n_classes)
+    if z.shape != want:
+        raise ConfigError(f"ep.distill.logits: {path} holds an array of shape {z.shape}; the training set needs "
+                          f"{want} (one row of logits per training sample, in the data set's order)")
+    z = z.astype(np.float64) / distill.temperature
+    soft = np.exp(z - z.max(1, keepdims=True))
+    soft /= soft.sum(1, keepdims=True)
+    return ((1 - distill.alpha) * data.targets(data.y_train) + distill.alpha * soft).astype(np.float32)
 
 
 def half_squared_error(outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -126,6 +153,7 @@ class Trainer:
         n_train = len(dataset.x_train)
         self.particles = (np.zeros((n_train, self.engine.state_size()), dtype=np.float32)
                           if scenario.ep.persistent else None)
+        self.soft_targets = distill_targets(scenario.ep.distill, dataset) if scenario.ep.distill.logits else None
 
     def wall_seconds(self) -> float:
         """Wall time of this run so far, the time before a resume included."""
@@ -180,7 +208,7 @@ class Trainer:
         for b in bar:
             idx = order[b * bs: (b + 1) * bs]
             x = x_all[idx]
-            y = data.targets(y_all[idx])
+            y = data.targets(y_all[idx]) if self.soft_targets is None else self.soft_targets[idx]
             if self.particles is not None:
                 S0 = self.engine.to_flat(self.particles[idx])
             else:

@@ -41,12 +41,14 @@ def mvm(x, W, block, per, key, ctr):
     return out, ctr
 
 
-def settle(x, y, states, weights, dynamics, loss, T, beta, eps, hi, tol, per, key, edges=None, colors=None):
+def settle(x, y, states, weights, dynamics, loss, T, beta, eps, hi, tol, per, key, edges=None, colors=None,
+           aux_weight=1.0):
     """Twin of :func:`crossbar_sim.kernels.settle` over lists of arrays.
 
     Args:
         states: list of (B, n_l) arrays, layers 1..L (copied, not modified).
-        weights: one (n_src + bias, n_dst) matrix per block, bias row last (readout last for cross-entropy).
+        weights: one (n_src + bias, n_dst) matrix per block, bias row last (with cross-entropy, the readouts into
+            layer L + 1 last: the main one from L, then auxiliary ones, nudging ``aux_weight`` times as hard).
         edges: (src, dst, bias) or (src, dst, bias, ConvGeometry) per block; default the chain 0 -> 1 -> ... with
             biases. A convolutional block's weights are its unrolled kernel (C k k [+ 1], C_out).
         colors: colour of each layer 0..L for the coordinate dynamics; default odd/even.
@@ -65,7 +67,8 @@ def settle(x, y, states, weights, dynamics, loss, T, beta, eps, hi, tol, per, ke
     edges = [tuple(e) + (None,) * (4 - len(e)) for e in edges]
     if colors is None:
         colors = [0] + [(l + 1) % 2 for l in range(1, L + 1)]
-    inner = edges[:-1] if loss == K.LOSS_CE else edges
+    inner = [e for e in edges if e[1] <= L]
+    readouts = [(e, W) for e, W in zip(edges, weights) if e[1] == L + 1]
     rows, cols = int(per[K.PER_TILE_ROWS]), int(per[K.PER_TILE_COLS])
     analog = per[K.PER_ANALOG] != 0
     dq = (lambda a: dac(a, per[K.PER_DAC_STEPS], 0.0, hi)) if analog else (lambda a: a)
@@ -117,13 +120,14 @@ def settle(x, y, states, weights, dynamics, loss, T, beta, eps, hi, tol, per, ke
             else:
                 pre = pre + read(q[dst - 1], W[: W.shape[0] - bias].T, cols, geom, transposed=True,
                                  arg=stash[k][1] if pooling(geom) else None)
-        if l == L and loss == K.LOSS_CE and beta != 0:
-            V = weights[-1]
-            z = read(q[L - 1], V, rows)
+        for (src, *_), V in readouts:
+            if src != l or loss != K.LOSS_CE or beta == 0:
+                continue
+            z = read(q[l - 1], V, rows)
             p = np.exp(z - z.max(1, keepdims=True))
             p /= p.sum(1, keepdims=True)
             err = dac((y - p).astype(np.float32), per[K.PER_DAC_STEPS], -1.0, 1.0)
-            pre = pre + beta * read(err, V[:-1].T, cols)
+            pre = pre + (beta if l == L else beta * aux_weight) * read(err, V[:-1].T, cols)
         return pre
 
     B = x.shape[0]

@@ -63,7 +63,9 @@ class Network:
         sizes: units per layer, input first, classes last.
         activation: the state box.
         readout: ``state`` (the last layer is a state, MSE loss) or ``softmax`` (cross-entropy readout).
-        edges: the blocks of the dynamics, then, with ``softmax``, the readout block (L -> L + 1) last.
+        edges: the blocks of the dynamics, then, with ``softmax``, the readout blocks into the classes (layer
+            L + 1): the readout from L first, then any auxiliary readouts from intermediate layers (intermediate
+            error signals, Lin et al. 2025), each with its own bias row.
     """
 
     sizes: tuple[int, ...]
@@ -83,8 +85,24 @@ class Network:
 
     @property
     def state_edges(self) -> tuple[Edge, ...]:
-        """The blocks inside the dynamics (the readout block excluded)."""
-        return self.edges if self.readout == "state" else self.edges[:-1]
+        """The blocks inside the dynamics (the readout blocks excluded)."""
+        return self.edges[: len(self.edges) - len(self.readout_edges)]
+
+    @property
+    def readout_edges(self) -> tuple[Edge, ...]:
+        """The softmax readout blocks, main (from L) first, then the auxiliary ones; none with ``state``."""
+        if self.readout == "state":
+            return ()
+        classes = len(self.sizes) - 1
+        k = len(self.edges)
+        while k > 0 and self.edges[k - 1].dst == classes:
+            k -= 1
+        return self.edges[k:]
+
+    @property
+    def aux_layers(self) -> tuple[int, ...]:
+        """Layers with an auxiliary readout."""
+        return tuple(e.src for e in self.readout_edges[1:])
 
     def problems(self) -> list[str]:
         L, n = self.n_state_layers, self.sizes
@@ -105,14 +123,20 @@ class Network:
                     oh, ow = g.OH // g.pool, g.OW // g.pool
                     out.append(f"block {e.src}->{e.dst}: layer {e.dst} has {n[e.dst]} units, not a whole number of "
                                f"{oh}x{ow} output channels")
-        for l in range(1, len(n)):
+        for l in range(1, L + 1 if self.readout == "softmax" else len(n)):
             holders = [e for e in self.edges if e.dst == l and e.bias]
             if len(holders) != 1:
                 out.append(f"layer {l}: {len(holders)} blocks hold its bias row, expected exactly one")
         if self.readout == "softmax":
-            last = self.edges[-1]
-            if (last.src, last.dst) != (L, L + 1) or any(e.dst == L + 1 for e in self.edges[:-1]):
-                out.append("the readout block L -> L + 1 must be the last block and the only one into the classes")
+            readouts = self.readout_edges
+            srcs = [e.src for e in readouts]
+            if not readouts or srcs[0] != L or any(e.dst == L + 1 for e in self.state_edges):
+                out.append("the readout block L -> L + 1 must come first among the blocks into the classes, "
+                           "which come last")
+            elif any(not 1 <= a < L for a in srcs[1:]) or len(set(srcs)) != len(srcs):
+                out.append(f"auxiliary readouts must come from distinct intermediate layers 1..{L - 1}, got {srcs[1:]}")
+            elif not all(e.bias and e.conv is None and e.mask is None for e in readouts):
+                out.append("a readout block is dense, unmasked and holds its own bias row")
         return out
 
     def colors(self) -> np.ndarray:
@@ -137,8 +161,8 @@ class Network:
         return int(edge.mask.sum()) if edge.mask is not None else self.sizes[edge.src] * self.sizes[edge.dst]
 
     def init_weights(self, rng: np.random.Generator) -> list[np.ndarray]:
-        """Adjacent blocks Glorot-uniform U[-a, a], a = sqrt(6 / (n_src + n_dst)); layer-skipping blocks
-        U[-a_skip, a_skip] with a_skip the mean of the adjacent bounds over every adjacent layer pair (Gammell
+        """Adjacent and readout blocks Glorot-uniform U[-a, a], a = sqrt(6 / (n_src + n_dst)) (a convolution's over
+        its kernel's fans); layer-skipping blocks U[-a_skip, a_skip] with a_skip the mean of the adjacent bounds over every adjacent layer pair (Gammell
         et al. 2021); zero biases, zero at masked connections. One (n_src + bias, n_dst) array per block."""
         n = self.sizes
         a_skip = float(np.mean([np.sqrt(6.0 / (a + b)) for a, b in zip(n[:-1], n[1:])]))
@@ -148,7 +172,8 @@ class Network:
             if e.conv is not None:  # Glorot over the kernel's fan-in C_in k k and fan-out C_out k k
                 a = np.sqrt(6.0 / (e.conv.patch + cols * e.conv.k ** 2))
             else:
-                a = np.sqrt(6.0 / (n[e.src] + n[e.dst])) if e.adjacent else a_skip
+                readout = self.readout == "softmax" and e.dst == len(n) - 1  # Glorot for every readout too
+                a = np.sqrt(6.0 / (n[e.src] + n[e.dst])) if e.adjacent or readout else a_skip
             W = np.zeros((rows, cols))
             W[: rows - e.bias] = rng.uniform(-a, a, size=(rows - e.bias, cols))
             if e.mask is not None:
@@ -178,3 +203,14 @@ class Network:
 def chain(sizes) -> tuple[Edge, ...]:
     """The layered network's blocks: each layer joined to the next, with its bias."""
     return tuple(Edge(l - 1, l, bias=True) for l in range(1, len(sizes)))
+
+
+def with_aux_readouts(network: Network, layers) -> Network:
+    """``network`` (with a softmax readout) plus an auxiliary softmax readout on each of ``layers``: dense
+    blocks into the classes, each with its own bias row, after the main readout. Raises ValueError for a layer
+    that cannot have one."""
+    if network.readout != "softmax":
+        raise ValueError("auxiliary readouts need the softmax readout (cross-entropy)")
+    classes = len(network.sizes) - 1
+    extra = tuple(Edge(a, classes, bias=True) for a in layers)
+    return Network(network.sizes, network.activation, network.readout, network.edges + extra)

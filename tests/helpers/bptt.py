@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 
-def bptt_gradient(x, y, weights, L, loss, steps, hi=1.0, edges=None, colors=None, masks=None):
+def bptt_gradient(x, y, weights, L, loss, steps, hi=1.0, edges=None, colors=None, masks=None, aux_weight=1.0):
     """-dLoss/dW for every block, by BPTT through ``steps`` coordinate-descent steps from zero states.
 
     Args:
@@ -16,6 +16,8 @@ def bptt_gradient(x, y, weights, L, loss, steps, hi=1.0, edges=None, colors=None
             conv_transpose2d act with it.
         colors: colour per layer 0..L; default odd/even.
         masks: per block, None or the (rows, cols) 0/1 mask of the stored matrix (the gradient is masked too).
+        aux_weight: with ``cross_entropy``, blocks into layer L + 1 after the main readout are auxiliary
+            readouts, whose cross-entropies add ``aux_weight`` times to the loss.
     """
     if edges is None:
         edges = [(l - 1, l, True) for l in range(1, len(weights) + 1)]
@@ -33,7 +35,7 @@ def bptt_gradient(x, y, weights, L, loss, steps, hi=1.0, edges=None, colors=None
         sizes[dst] = W.shape[1] * (1 if g is None else g.pooled)
     s = {l: torch.zeros(B, sizes[l], dtype=torch.float64) for l in range(1, L + 1)}
     s[0] = xt
-    inner = edges if loss == "mse" else edges[:-1]
+    inner = [e for e in edges if e[1] <= L]
 
     def pre(l):
         p = torch.zeros(B, sizes[l], dtype=torch.float64)
@@ -71,8 +73,10 @@ def bptt_gradient(x, y, weights, L, loss, steps, hi=1.0, edges=None, colors=None
     if loss == "mse":
         value = 0.5 * ((s[L] - yt) ** 2).sum(1).mean()
     else:
-        V = Ms[-1]
-        logits = s[L] @ V[:-1] + hi * V[-1]
-        value = torch.nn.functional.cross_entropy(logits, yt.argmax(1))
+        value = 0.0
+        for (src, dst, *_), V in zip(edges, Ms):
+            if dst == L + 1:
+                logits = s[src] @ V[:-1] + hi * V[-1]
+                value = value + (1.0 if src == L else aux_weight) * F.cross_entropy(logits, yt.argmax(1))
     grads = torch.autograd.grad(value, Ws)
     return [-g.numpy() for g in grads]

@@ -11,7 +11,7 @@ def pack(sizes, weights, states, batch, edges=None, colors=None, readout=False):
         edges: (src, dst, bias) or (src, dst, bias, ConvGeometry) per block of ``weights``; default the chain
             with biases.
         colors: colour per layer 0..L; default odd/even.
-        readout: the last block is a cross-entropy readout (not read by the dynamics' layers).
+        readout: unused (the blocks into layer L + 1 are the cross-entropy readouts).
 
     Returns:
         (n, soff, S, Wf, WTf, edge table, conv table, adj_ptr, adj, color).
@@ -38,7 +38,7 @@ def pack(sizes, weights, states, batch, edges=None, colors=None, readout=False):
         wtf.append(np.ascontiguousarray(W[: W.shape[0] - bias].T).ravel())
         a += W.size
         b += W[: W.shape[0] - bias].size
-    inner = edges[:-1] if readout else edges
+    inner = [e for e in edges if e[1] <= L]  # the readouts (into layer L + 1) are not read by the dynamics
     adj = [[k for k, (src, dst, *_) in enumerate(inner) if src >= 1 and l in (src, dst)] for l in range(L + 1)]
     adj_ptr = np.cumsum([0, 0] + [len(adj[l]) for l in range(1, L + 1)]).astype(np.int64)
     adj_flat = np.array([k for l in range(1, L + 1) for k in adj[l]], dtype=np.int64)
