@@ -57,7 +57,8 @@ class NetworkConfig:
     ``channels`` on ``image``-shaped inputs (C, H, W), then a dense head; ``sizes`` is then [inputs, classes]
     and ``skips: false`` gives the same depth without the skips. ``conv_net`` (Laborieux et al. 2021): one
     convolutional layer per entry of ``channels`` (``kernel`` x ``kernel``, stride 1, ``padding``), each coupled
-    through a ``pool`` x ``pool`` max-pool, then a dense head; ``sizes`` is [inputs, classes] there too."""
+    through a ``pool`` x ``pool`` max-pool (only the ``pool_layers``, 1-based, when given: a VGG-style stack),
+    then a dense head; ``sizes`` is [inputs, classes] there too."""
 
     kind: str = spec("layered", choices=("layered", "small_world", "hopfield_resnet", "conv_net"))
     sizes: list[int] = spec([64, 100, 10], lo=1)
@@ -71,6 +72,7 @@ class NetworkConfig:
     kernel: int = spec(5, lo=1)
     padding: int = spec(0, lo=0)
     pool: int = spec(2, lo=1)
+    pool_layers: list[int] | None = spec(None, lo=1)  # conv_net: the layers that pool (None: every layer)
     # state layers (1 .. L - 1) that get an auxiliary softmax readout (intermediate error signals; needs
     # ep.loss: cross_entropy)
     aux: list[int] = spec([], lo=1)
@@ -246,7 +248,7 @@ class Scenario:
         if net.kind == "conv_net":
             try:
                 conv_net(tuple(net.image), net.channels, net.sizes[-1], make_activation("hard_sigmoid"),
-                         kernel=net.kernel, padding=net.padding, pool=net.pool)
+                         kernel=net.kernel, padding=net.padding, pool=net.pool, pool_layers=net.pool_layers)
             except ValueError as exc:
                 raise ConfigError(f"network: {exc}") from None
 

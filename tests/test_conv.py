@@ -376,6 +376,10 @@ def test_the_conv_net_pools_each_layer_down_to_the_dense_head():
     assert [e.conv.pool if e.conv else None for e in net.edges] == [2, 2, None]
     assert [e.shape(net.sizes) for e in net.edges] == [(26, 32), (32 * 25 + 1, 64), (1025, 10)]
     assert list(net.colors()[1:]) == [0, 1, 0]
+    vgg = conv_net((1, 28, 28), [8, 8, 16, 16, 32], 10, make_activation("hard_sigmoid"), kernel=3, padding=1,
+                   pool_layers=[2, 4])
+    assert vgg.sizes == (784, 8 * 784, 8 * 196, 16 * 196, 16 * 49, 32 * 49, 10)
+    assert [e.conv.pool for e in vgg.edges[:-1]] == [1, 2, 1, 2, 1]
 
 
 def test_a_conv_net_scenario_runs_end_to_end_and_a_misfit_is_refused(tmp_path):
