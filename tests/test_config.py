@@ -54,7 +54,7 @@ REJECTED = [
     ("network.sizes", [], "network.sizes: expected a non-empty list of integers"),
     ("network.sizes", [64, "x", 10], "network.sizes[1]: expected an integer >= 1, got 'x'"),
     ("network.activation", "tanh", "network.activation: expected one of hard_sigmoid"),
-    ("network.kind", "conv", "network.kind: expected one of layered, small_world, hopfield_resnet, got 'conv'"),
+    ("network.kind", "conv", "network.kind: expected one of layered, small_world, hopfield_resnet, conv_net, got 'conv'"),
     ("network.p", 1.5, "network.p: expected a number from 0 to 1, got 1.5"),
     ("network.rewiring", "swap", "network.rewiring: expected one of rewire, add, got 'swap'"),
     ("train.epochs", 0, "train.epochs: expected an integer >= 1, got 0"),
