@@ -5,7 +5,7 @@ The seeds report "EP against BP" on the same architecture. The twin takes the sc
 of everything its blocks from lower layers bring (dense or convolutional, max-pooled where the block pools,
 biases included), the feedback of the Hopfield dynamics left out. The readout is the same: the last state layer
 with the squared error (MSE), or the softmax readout with cross-entropy. Training uses the scenario's
-batches, epochs, per-block learning rates, momentum and weight decay (plain SGD; the rates are per sample
+batches, epochs, per-block learning rates and their schedule, momentum and weight decay (plain SGD; the rates are per sample
 means, as in EP), its initial weights (the same seed) and its data order stream, in float32 on the CPU.
 
 torch is only in the ``test`` extra, so this module imports it on use.
@@ -18,7 +18,7 @@ import numpy as np
 
 from crossbar_sim.config import Scenario
 from crossbar_sim.data import Dataset
-from crossbar_sim.trainer import block_rates, build_network, streams
+from crossbar_sim.trainer import block_rates, build_network, lr_factor, streams
 from networks.graph import Network
 
 
@@ -104,7 +104,10 @@ def train_bp(scenario: Scenario, data: Dataset, progress: bool = True, on_epoch=
             return 0.5 * ((out - target) ** 2).sum(1).mean()
         return torch.nn.functional.cross_entropy(out, y)
 
+    base = [g["lr"] for g in opt.param_groups]
     for epoch in range(1, t.epochs + 1):
+        for g, lr in zip(opt.param_groups, base):
+            g["lr"] = lr * lr_factor(t, epoch)
         order = torch.from_numpy(rng["order"].permutation(len(x_train)))
         correct = 0
         for start in tqdm(range(0, len(order), bs), desc=f"BP twin epoch {epoch}/{t.epochs}", leave=False,

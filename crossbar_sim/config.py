@@ -120,6 +120,7 @@ class TrainConfig:
     momentum: float = spec(0.0, lo=0.0, hi=1.0)
     nesterov: bool = False
     weight_decay: float = spec(0.0, lo=0.0)
+    schedule: str = spec("constant", choices=("constant", "cosine"))  # of the learning rates, per epoch
 
 
 @dataclass

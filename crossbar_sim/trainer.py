@@ -4,6 +4,7 @@ A Python driver owns the loop, allocation, progress and logging; each phase is o
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +86,14 @@ def distill_targets(distill, data: Dataset) -> np.ndarray:
     return ((1 - distill.alpha) * data.targets(data.y_train) + distill.alpha * soft).astype(np.float32)
 
 
+def lr_factor(train, epoch: int) -> float:
+    """The learning-rate multiplier of ``epoch`` (1-based): 1, or with ``schedule: cosine`` the cosine decay
+    0.5 (1 + cos(pi (epoch - 1) / epochs)) (Elayedam & Srinivasan's schedule, stepped per epoch)."""
+    if train.schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / train.epochs))
+    return 1.0
+
+
 def half_squared_error(outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """Per sample ``0.5 ||outputs - targets||^2``, the regression score (Gammell et al.'s cost)."""
     return 0.5 * ((outputs - targets) ** 2).sum(1)
@@ -150,6 +159,7 @@ class Trainer:
         self.velocity = ([np.zeros(a.W_view.shape) for a in self.engine.arrays]
                          if scenario.train.momentum > 0 else None)
         self.counters = Counters()
+        self._epoch = 1  # the epoch being trained (the learning-rate schedule's position)
         n_train = len(dataset.x_train)
         self.particles = (np.zeros((n_train, self.engine.state_size()), dtype=np.float32)
                           if scenario.ep.persistent else None)
@@ -197,6 +207,7 @@ class Trainer:
         return float((outputs.argmax(1) == y).sum())
 
     def _train_epoch(self, epoch: int) -> float:
+        self._epoch = epoch
         data, sc = self.data, self.scenario
         x_all, y_all = data.x_train, data.y_train
         bs = sc.data.batch_size
@@ -235,7 +246,9 @@ class Trainer:
         """Write the batch's update: counted pulses per pair, or parallel pulse trains per sample and phase."""
         trains = self.scenario.hardware.update.mode == "pulse_trains"
         inner = len(self.engine.network.state_edges)
+        factor = lr_factor(self.scenario.train, self._epoch)
         for k, (array, g, lr) in enumerate(zip(self.engine.arrays, est, self.lrs)):
+            lr = lr * factor
             watched = not self.engine.model.ideal and k in self.diag.blocks
             before = array.W_view.copy() if watched else None  # the read-out, float32: a copy, no recomputation
             if trains and k < inner:

@@ -65,3 +65,21 @@ def test_momentum_survives_a_checkpoint():
 def test_bad_optimiser_settings_are_refused(train, hardware, message):
     with pytest.raises(ConfigError, match=message):
         load_scenario(raw={**RAW, "train": {**RAW["train"], **train}, "hardware": hardware})
+
+
+def test_the_cosine_schedule_decays_each_epochs_writes():
+    from crossbar_sim.trainer import lr_factor
+
+    sc = load_scenario(raw={**RAW, "train": {**RAW["train"], "epochs": 4, "schedule": "cosine"}})
+    assert [round(lr_factor(sc.train, e), 6) for e in (1, 2, 3, 4)] == [1.0, 0.853553, 0.5, 0.146447]
+    assert lr_factor(load_scenario(raw=RAW).train, 3) == 1.0
+    # the writes of epoch 3 are half those of epoch 1 (ideal devices: the weight change is lr * estimate)
+    tr = Trainer(sc, dataset_for(sc), sc.hardware.device.build(), progress=False)
+    est = [np.ones(a.W_view.shape) for a in tr.engine.arrays]
+    steps = []
+    for epoch in (1, 3):
+        tr._epoch = epoch
+        before = tr.engine.arrays[0].W_view.copy()
+        tr._write(None, est, None)
+        steps.append(float(np.abs(tr.engine.arrays[0].W_view - before).max()))
+    assert steps[1] == pytest.approx(0.5 * steps[0], rel=1e-5)
