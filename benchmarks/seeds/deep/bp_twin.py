@@ -22,7 +22,11 @@ def main() -> None:
     ap.add_argument("scenario")
     ap.add_argument("--out", required=True)
     ap.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = ap.parse_args()
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
     scenario = load_scenario(args.scenario, overrides=args.overrides)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -32,7 +36,8 @@ def main() -> None:
               f"test accuracy {row['test_accuracy']:.4f}  ({row['seconds']:.0f} s)", flush=True)
 
     result = train_bp(scenario, dataset_for(scenario), on_epoch=on_epoch)
-    result.update(scenario=args.scenario, overrides=args.overrides, machine=platform.processor() or platform.machine())
+    result.update(scenario=args.scenario, overrides=args.overrides, threads=args.threads,
+                  machine=platform.processor() or platform.machine())
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     with open(out / "history.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(result["history"][0]))
