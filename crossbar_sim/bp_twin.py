@@ -18,7 +18,7 @@ import numpy as np
 
 from crossbar_sim.config import Scenario
 from crossbar_sim.data import Dataset
-from crossbar_sim.trainer import block_rates, build_network, lr_factor, streams
+from crossbar_sim.trainer import block_rates, build_network, initial_weights, lr_factor, streams
 from networks.graph import Network
 
 
@@ -86,7 +86,7 @@ def train_bp(scenario: Scenario, data: Dataset, progress: bool = True, on_epoch=
     torch.manual_seed(scenario.seed)
     rng = streams(scenario.seed)
     network = build_network(scenario, rng["topology"])
-    model = FeedForward(network, network.init_weights(rng["init"]))
+    model = FeedForward(network, initial_weights(network, scenario.network.init_gain, rng["init"]))
     t = scenario.train
     groups = [{"params": [p], "lr": lr} for p, lr in zip(model.params, block_rates(network, t.lr))]
     opt = torch.optim.SGD(groups, momentum=t.momentum, nesterov=t.nesterov, weight_decay=t.weight_decay)

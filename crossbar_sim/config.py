@@ -76,6 +76,9 @@ class NetworkConfig:
     # state layers (1 .. L - 1) that get an auxiliary softmax readout (intermediate error signals; needs
     # ep.loss: cross_entropy)
     aux: list[int] = spec([], lo=1)
+    # multiplies the initial weights (Glorot bounds): deep networks with feedback and a wide box (relu6) relax
+    # to saturated, slowly converging states at gain 1
+    init_gain: float = spec(1.0, lo=0.0, lo_open=True)
 
 
 @dataclass

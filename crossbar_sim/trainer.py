@@ -60,6 +60,16 @@ def build_network(scenario: Scenario, rng: np.random.Generator) -> Network:
         raise ConfigError(f"network.aux: {exc} (this network has state layers 1..{network.n_state_layers})") from None
 
 
+def initial_weights(network: Network, gain: float, rng: np.random.Generator) -> list[np.ndarray]:
+    """The network's initial weights (:meth:`networks.graph.Network.init_weights`) times ``gain`` (biases
+    start at 0 either way)."""
+    weights = network.init_weights(rng)
+    if gain != 1.0:
+        for W in weights:
+            W *= gain
+    return weights
+
+
 def block_rates(network: Network, lr) -> list[float]:
     """One learning rate per block: a single rate for all, or one per layer pair (the block into each layer),
     a layer-skipping block taking the rate of the adjacent block into the same layer."""
@@ -148,7 +158,7 @@ class Trainer:
         hw = scenario.hardware
         t = hw.tile
         periphery = Periphery(t.rows, t.cols, t.dac_bits, t.adc_bits, t.adc_range, t.w_max)
-        weights0 = self.network.init_weights(self.rng["init"])
+        weights0 = initial_weights(self.network, scenario.network.init_gain, self.rng["init"])
         pr = hw.program
         self.engine = Engine(self.network, weights0, model, periphery, hw.update.rounding, self.rng["device"],
                              Programming(pr.method, pr.tolerance, pr.max_iterations), hw.update.bl)

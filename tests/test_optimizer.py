@@ -83,3 +83,13 @@ def test_the_cosine_schedule_decays_each_epochs_writes():
         tr._write(None, est, None)
         steps.append(float(np.abs(tr.engine.arrays[0].W_view - before).max()))
     assert steps[1] == pytest.approx(0.5 * steps[0], rel=1e-5)
+
+
+def test_init_gain_scales_the_initial_weights():
+    sc1 = load_scenario(raw=RAW)
+    sc2 = load_scenario(raw={**RAW, "network": {"init_gain": 0.5}})
+    a = Trainer(sc1, dataset_for(sc1), sc1.hardware.device.build(), progress=False)
+    b = Trainer(sc2, dataset_for(sc2), sc2.hardware.device.build(), progress=False)
+    for x, y in zip(a.engine.weights(), b.engine.weights()):
+        np.testing.assert_allclose(y, 0.5 * x, rtol=1e-6)
+    assert np.abs(a.engine.weights()[0]).max() > 0
