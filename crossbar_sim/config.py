@@ -27,9 +27,10 @@ class ConfigError(ValueError):
     """A scenario problem; the message starts with the key path."""
 
 
-def spec(default=dataclasses.MISSING, *, lo=None, hi=None, choices=None, lo_open=False):
-    """A dataclass field with its allowed range or choices (checked by :func:`bind`)."""
-    meta = {"lo": lo, "hi": hi, "choices": choices, "lo_open": lo_open}
+def spec(default=dataclasses.MISSING, *, lo=None, hi=None, choices=None, lo_open=False, empty_ok=False):
+    """A dataclass field with its allowed range or choices (checked by :func:`bind`); a list field is
+    non-empty unless ``empty_ok``."""
+    meta = {"lo": lo, "hi": hi, "choices": choices, "lo_open": lo_open, "empty_ok": empty_ok}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -75,7 +76,7 @@ class NetworkConfig:
     pool_layers: list[int] | None = spec(None, lo=1)  # conv_net: the layers that pool (None: every layer)
     # state layers (1 .. L - 1) that get an auxiliary softmax readout (intermediate error signals; needs
     # ep.loss: cross_entropy)
-    aux: list[int] = spec([], lo=1)
+    aux: list[int] = spec([], lo=1, empty_ok=True)
     # multiplies the initial weights (Glorot bounds): deep networks with feedback and a wide box (relu6) relax
     # to saturated, slowly converging states at gain 1
     init_gain: float = spec(1.0, lo=0.0, lo_open=True)
@@ -329,8 +330,10 @@ def _convert(tp, value, path, meta):
         raise ConfigError(f"{path}: expected {wanted}, got {value!r}")
     if origin is list:
         (item,) = typing.get_args(tp)
-        if not isinstance(value, list) or not value:
-            raise ConfigError(f"{path}: expected a non-empty list of {_NOUNS[item][1]}, got {value!r}")
+        empty_ok = meta.get("empty_ok", False)
+        if not isinstance(value, list) or not (value or empty_ok):
+            kind = "a list" if empty_ok else "a non-empty list"
+            raise ConfigError(f"{path}: expected {kind} of {_NOUNS[item][1]}, got {value!r}")
         return [_convert(item, v, f"{path}[{i}]", meta) for i, v in enumerate(value)]
     if dataclasses.is_dataclass(tp):
         return bind(tp, value, path)

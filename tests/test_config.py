@@ -18,6 +18,19 @@ def test_quickstart_is_accepted_as_written():
     assert sc.ep.tol == 1e-4 and sc.compare_ideal is True
 
 
+SCENARIOS = sorted(p.relative_to(ROOT) for p in [*(ROOT / "scenarios").glob("*.yaml"),
+                                                  *(ROOT / "benchmarks" / "seeds").rglob("*.yaml")])
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=str)
+def test_every_shipped_scenario_survives_a_round_trip_through_its_resolved_form(path):
+    """A run writes its resolved scenario (config.yaml); reading it back (a resume, a sweep's rerun) must give
+    the same scenario: every default the schema fills in must itself be valid."""
+    sc = load_scenario(ROOT / path)
+    again = load_scenario(raw=yaml.safe_load(yaml.safe_dump(sc.to_dict())))
+    assert again.to_dict() == sc.to_dict()
+
+
 def _with(path, value):
     raw = copy.deepcopy(QUICKSTART)
     node = raw
