@@ -1,0 +1,86 @@
+"""How close the EP estimate at practical settings is to its small-beta limit, block by block, at a run's
+weights.
+
+Loads the checkpoint of a run (its scenario and its weights after the last finished epoch), takes ``--batch``
+training samples, and computes the centered EP estimate for several (beta, free steps, nudged steps), all with
+tol 0 (every step run), against a reference at beta ``--ref-beta`` with long phases (and a second reference at
+2.5 times that beta, to show the reference itself is settled). Prints, per setting and block, the cosine to the
+reference and the norm ratio, and writes the table to ``--out``.
+
+    python benchmarks/seeds/deep/ep_fidelity.py benchmarks/results/deep/conv_ideal
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import pickle
+import platform
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from crossbar_sim.config import load_scenario
+from crossbar_sim.ep import EPStep
+from crossbar_sim.run import dataset_for
+from crossbar_sim.trainer import Trainer
+
+SETTINGS = [  # (beta, free steps, nudged steps)
+    (0.5, 30, 10), (0.5, 100, 10), (0.5, 300, 100), (0.2, 30, 20), (0.2, 100, 20), (0.2, 300, 100),
+    (0.1, 150, 50),
+]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", help="a run directory with config.yaml and checkpoint.pkl")
+    ap.add_argument("--batch", type=int, default=200)
+    ap.add_argument("--ref-beta", type=float, default=0.02)
+    ap.add_argument("--ref-steps", type=int, default=300)
+    ap.add_argument("--out", default=None, help="default: RUN/ep_fidelity.md")
+    args = ap.parse_args()
+    run = Path(args.run)
+    sc = load_scenario(run / "config.yaml")
+    data = dataset_for(sc)
+    trainer = Trainer(sc, data, sc.hardware.device.build(), progress=False)
+    state = pickle.loads((run / "checkpoint.pkl").read_bytes())
+    trainer.load_state(state["trainer"])
+    epochs = len(trainer.counters.history)
+    eng = trainer.engine
+    B = args.batch
+    x, y = data.x_train[:B], data.targets(data.y_train[:B])
+
+    def estimate(beta, free, nudge):
+        ep = dataclasses.replace(sc.ep, beta=beta, free_steps=free, nudge_steps=nudge, tol=0.0)
+        g, _ = EPStep(eng, ep).estimate(x, y, np.zeros(B * eng.state_size(), np.float32), np.random.default_rng(0))
+        return g
+
+    def compare(g, ref):
+        cos = [float((a * b).sum() / (np.linalg.norm(a) * np.linalg.norm(b))) for a, b in zip(g, ref)]
+        ratio = [float(np.linalg.norm(a) / np.linalg.norm(b)) for a, b in zip(g, ref)]
+        return cos, ratio
+
+    n = args.ref_steps
+    ref = estimate(args.ref_beta, n, n)
+    blocks = [f"{e.src}->{e.dst}" for e in eng.edges]
+    lines = [f"# {run}: weights after epoch {epochs}; {B} training samples; reference: centered EP at beta "
+             f"{args.ref_beta}, {n} free and {n} nudged steps; {platform.processor() or platform.machine()}, "
+             f"{numba.get_num_threads()} threads",
+             "| beta | free steps | nudged steps | " + " | ".join(f"cosine {b}" for b in blocks) + " | "
+             + " | ".join(f"norm ratio {b}" for b in blocks) + " |",
+             "|" + "---|" * (3 + 2 * len(blocks))]
+    check = estimate(2.5 * args.ref_beta, n, n)
+    for (beta, free, nudge), g in [((2.5 * args.ref_beta, n, n), check)] + \
+            [((b, f, s), estimate(b, f, s)) for b, f, s in SETTINGS]:
+        cos, ratio = compare(g, ref)
+        lines.append(f"| {beta:g} | {free} | {nudge} | " + " | ".join(f"{c:.3f}" for c in cos) + " | "
+                     + " | ".join(f"{r:.2f}" for r in ratio) + " |")
+        print(lines[-1], flush=True)
+    text = "\n".join(lines) + "\n"
+    out = Path(args.out) if args.out else run / "ep_fidelity.md"
+    out.write_text(text)
+    print(text, end="")
+
+
+if __name__ == "__main__":
+    main()
