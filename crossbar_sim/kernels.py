@@ -519,3 +519,49 @@ def work_size(batch: int, sizes, chunks: int, edges=None, conv=None) -> int:
     if edges is not None and conv is not None and len(conv):
         xm, ym, cm, sm = scratch_dims(np.asarray(sizes, dtype=np.int64), edges, conv)
     return chunks * (rows * (2 * sum(sizes[1:]) + 2 + xm + ym + 3 * nmax + cm + sm) + 64)
+
+
+# ---- the dense-only settle loop ---------------------------------------------------------------------------
+# Numba compiles every call a kernel can reach, whatever the arrays at run time, and the convolution reads
+# (im2col, pooling, grouped tile reads) more than double the settle loop's compile time. A network without
+# convolutional blocks runs ``settle_dense``: the same source, compiled with the three functions that reach
+# the convolution reads replaced by ones that do nothing (they are never called without convolutional blocks).
+# Each copy has its own name, so Numba's on-disk cache keeps the two apart. Tests check both give the same
+# numbers on dense networks.
+
+@njit(cache=True)
+def _no_conv_forward(e, xs, Wf, WTf, n, edges, conv, b0, B, out, accumulate, block, per, key, ctr, xb, yb, cbuf,
+                     arg):
+    return ctr
+
+
+@njit(cache=True)
+def _no_conv_backward(e, Q, Wf, n, soff, edges, conv, b0, b1, B, out, accumulate, block, per, key, ctr, xb, yb,
+                      cbuf, arg):
+    return ctr
+
+
+@njit(cache=True)
+def _no_refresh_pools(l, Q, Wf, WTf, n, soff, edges, conv, b0, b1, B, per, key, ctr, xb, yb, cbuf, stash,
+                      stash_off):
+    return ctr
+
+
+def _dense_copies():
+    """``_drive``, ``_settle_rows`` and ``settle`` compiled again over globals whose convolution calls are the
+    no-op stand-ins above."""
+    import types
+
+    space = dict(globals())
+    space.update(_conv_forward=_no_conv_forward, _conv_backward=_no_conv_backward, _refresh_pools=_no_refresh_pools)
+    out = {}
+    for name, options in (("_drive", {}), ("_settle_rows", {}), ("settle", {"parallel": True})):
+        f = globals()[name].py_func
+        copy = types.FunctionType(f.__code__, space, f"{name}_dense", f.__defaults__, f.__closure__)
+        copy.__qualname__ = f"{name}_dense"
+        copy.__doc__ = f.__doc__
+        out[name] = space[name] = njit(cache=True, **options)(copy)
+    return out["settle"]
+
+
+settle_dense = _dense_copies()

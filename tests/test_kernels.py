@@ -154,3 +154,40 @@ def test_negative_nudge_at_and_beyond_minus_one_matches_twin(small_net, dyn, bet
     out = unpack(S, sizes, L, B)[-1]
     if beta <= -1.0:
         assert np.isin(out, [0.0, 1.0]).all()  # the minimum of a linear or concave block is an end
+
+
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+@pytest.mark.parametrize("analog", [False, True], ids=["exact", "analog"])
+def test_the_dense_only_settle_loop_gives_the_full_ones_numbers(loss, analog):
+    """Networks without convolutions run ``settle_dense`` (compiled without the convolution reads): the same
+    states, steps and noise draws as ``settle``, on a skip graph with masks."""
+    from crossbar_sim.engine import Engine
+    from crossbar_sim.tiles import Periphery
+    from device_models.ideal import Ideal
+    from device_models.linear_step import LinearStep
+    from networks.activations import make_activation
+    from networks.small_world import small_world
+
+    readout = "state" if loss == "mse" else "softmax"
+    sizes = (12, 9, 8, 7, 4) if loss == "mse" else (12, 9, 8, 7, 5, 3)
+    net = small_world(sizes, make_activation("hard_sigmoid"), readout, 0.3, np.random.default_rng(4))
+    model = LinearStep(bits=8, read_noise=0.02) if analog else Ideal()
+    eng = Engine(net, net.init_weights(np.random.default_rng(0)), model, Periphery(rows=5, cols=4), "round",
+                 np.random.default_rng(1))
+    assert len(eng.conv_table) == 0
+    B = 6
+    g = np.random.default_rng(2)
+    x = eng.input_dac(g.random((B, sizes[0])).astype(np.float32))
+    y = np.eye(sizes[-1], dtype=np.float32)[np.arange(B) % sizes[-1]]
+    results = []
+    for kernel in (K.settle, K.settle_dense):
+        S = np.zeros(B * eng.state_size(), np.float32)
+        Q = np.empty_like(S) if eng.analog else S
+        work = np.zeros(K.work_size(B, list(eng.n), 2, eng.edge_table, eng.conv_table), np.float32)
+        cfg = np.array([K.DYN_COORDINATE, eng.loss, 30, 0.4, 0.5, 1.0, 1e-6, 1.0])
+        out = kernel(x, y, S, Q, eng.Wf, eng.WTf, eng.n, eng.state_offsets(B), eng.edge_table, eng.conv_table,
+                     eng.adj_ptr, eng.adj, eng.color, cfg, eng.per, np.uint64(9), np.uint64(0), work, 2)
+        results.append((out, S))
+    assert results[0][0] == results[1][0]
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    assert np.abs(results[0][1]).max() > 0
