@@ -9,6 +9,7 @@ from networks.convolution import ConvGeometry
 from networks.graph import Edge, Network, with_aux_readouts
 from networks.layered import LayeredNetwork
 from tests.helpers.graph_settle import assert_settle_matches_twin
+from tests.helpers.nets import lively_weights
 
 DYNAMICS = ("euler", "fixed_point", "coordinate")
 
@@ -19,13 +20,7 @@ def _pool_net_with_aux():
     g1, g2 = ConvGeometry(1, 8, 8, 3, 1, 1, pool=2), ConvGeometry(2, 4, 4, 3, 1, 1, pool=2)
     edges = (Edge(0, 1, True, conv=g1), Edge(1, 2, True, conv=g2), Edge(2, 3, True), Edge(3, 4, True))
     net = with_aux_readouts(Network((64, 32, 12, 5, 3), make_activation("hard_sigmoid"), "softmax", edges), [1, 2])
-    weights = net.init_weights(np.random.default_rng(1))
-    g = np.random.default_rng(6)
-    for W, e in zip(weights, net.edges):
-        W[: W.shape[0] - e.bias] *= 1.5
-        if e.bias:
-            W[-1] = g.uniform(0.0, 0.3, W.shape[1])
-    return net, weights
+    return net, lively_weights(net, 1, 6)
 
 
 def test_aux_readouts_come_after_the_main_one_and_are_checked():

@@ -7,6 +7,7 @@ from crossbar_sim import kernels as K
 from crossbar_sim import twins as T
 from crossbar_sim.conv import ConvGeometry, unroll
 from tests.helpers.graph_settle import CASES
+from tests.helpers.nets import lively_weights
 from tests.helpers.periphery import periphery
 
 GEOMETRIES = [ConvGeometry(1, 8, 8, 3, 1, 1), ConvGeometry(3, 9, 7, 3, 2, 1), ConvGeometry(2, 10, 10, 5, 1, 0),
@@ -150,13 +151,7 @@ def _conv_net(readout="state"):
     if readout != "state":
         edges.append(Edge(3, 4, True))
     net = Network(sizes, make_activation("hard_sigmoid"), readout, tuple(edges))
-    weights = net.init_weights(np.random.default_rng(0))
-    g = np.random.default_rng(5)
-    for W, e in zip(weights, net.edges):
-        W[: W.shape[0] - e.bias] *= 1.5
-        if e.bias:
-            W[-1] = g.uniform(0.0, 0.3, W.shape[1])
-    return net, weights
+    return net, lively_weights(net, 0, 5)
 
 
 def _pool_net(readout="state"):
@@ -171,13 +166,7 @@ def _pool_net(readout="state"):
     if readout != "state":
         edges.append(Edge(3, 4, True))
     net = Network(sizes, make_activation("hard_sigmoid"), readout, tuple(edges))
-    weights = net.init_weights(np.random.default_rng(1))
-    g = np.random.default_rng(6)
-    for W, e in zip(weights, net.edges):
-        W[: W.shape[0] - e.bias] *= 1.5
-        if e.bias:
-            W[-1] = g.uniform(0.0, 0.3, W.shape[1])
-    return net, weights
+    return net, lively_weights(net, 1, 6)
 
 
 NETS = {"conv": _conv_net, "pool": _pool_net}
