@@ -10,11 +10,14 @@ the same tile periphery as :func:`crossbar_sim.reads.mvm` (per-tile read noise w
 partial sums added digitally).
 
 Layout. Images are flattened per sample in NCHW order, ``(B, C * H * W)``, the layout of the settle kernel's
-state layers. The reads work channel-major: the patches of a batch are the *columns* of a ``(C k k, B OH OW)``
-matrix (one column per pixel, samples side by side), so that gathering a patch copies whole image rows, the
-product ``W^T @ patches`` comes out as ``(C_out, B OH OW)``, each channel's pixels already in NCHW order, and
-the feedback ``W @ y`` takes the destination image's channel rows as they are. (The first version stored
-one patch per row; gathering and reordering then took 45-80 % of a convolution's time, see
+state layers. The reads work channel-major on a group of samples (:func:`group_size`, so that the patches stay
+in cache): the images are first turned sample-minor, ``(C H W, B)``, and the patches become the *columns* of a
+``(C k k, OH OW B)`` matrix, column ``p B + b`` for sample b's pixel p. With stride 1 gathering a patch row is
+one contiguous copy of ``OW B`` values per image row; the product ``W^T @ patches`` comes out as
+``(C_out, OH OW B)``, pooled or turned back to NCHW rows per sample; the feedback ``W @ y`` takes the
+destination's channels as rows the same way, and col2im adds whole rows back. Read noise is indexed by
+(sample, pixel, output) as in :func:`crossbar_sim.reads.mvm`, so the layout does not change a draw. (The first
+version stored one patch per row; gathering and reordering then took 45-80 % of a convolution's time, see
 ``benchmarks/conv_unroll.py``.)
 
 A pooling block (``pool > 1``, :mod:`networks.convolution`) max-pools the forward read and records each
