@@ -1,12 +1,12 @@
 """The backprop twin: a scenario's network as a feedforward torch network, trained with backpropagation.
 
 The seeds report "EP against BP" on the same architecture. The twin takes the scenario's connection graph
-(:class:`networks.graph.Network`) and runs it once from input to output: each state layer is the activation
-of everything its blocks from lower layers bring (dense or convolutional, max-pooled where the block pools,
-biases included), the feedback of the Hopfield dynamics left out. The readout is the same: the last state layer
-with the squared error (MSE), or the softmax readout with cross-entropy. Training uses the scenario's
-batches, epochs, per-block learning rates and their schedule, momentum and weight decay (plain SGD; the rates are per sample
-means, as in EP), its initial weights (the same seed) and its data order stream, in float32 on the CPU.
+(:class:`networks.graph.Network`) and runs it once from input to output: each state layer is the activation of
+everything its blocks from lower layers bring (dense or convolutional, max-pooled where the block pools, biases
+included), the feedback of the Hopfield dynamics left out. The readout is the same: the last state layer with the
+squared error (MSE), or the softmax readout with cross-entropy. Training uses the scenario's batches, epochs,
+per-block learning rates and their schedule, momentum and weight decay (plain SGD; the rates are per sample means,
+as in EP), its initial weights (the same seed) and its data order stream, in float32 on the CPU.
 
 torch is only in the ``test`` extra, so this module imports it on use.
 """

@@ -147,9 +147,9 @@ class Engine:
         cfg = np.array([K.DYNAMICS[dynamics], self.loss, steps, beta, eps, self.hi, tol, aux_weight], dtype=np.float64)
         with blas.limit_threads(1):
             kernel = K.settle if len(self.conv_table) else K.settle_dense
-            out = kernel(xq, y, S, Q, self.Wf, self.WTf, self.n, self.state_offsets(B), self.edge_table, self.conv_table,
-                           self.adj_ptr, self.adj, self.color, cfg, self.per, new_key(self.rng), np.uint64(0), work,
-                           chunks)
+            out = kernel(xq, y, S, Q, self.Wf, self.WTf, self.n, self.state_offsets(B), self.edge_table,
+                         self.conv_table, self.adj_ptr, self.adj, self.color, cfg, self.per, new_key(self.rng),
+                         np.uint64(0), work, chunks)
         return PhaseResult(*out)
 
     @property

@@ -162,8 +162,9 @@ class Network:
 
     def init_weights(self, rng: np.random.Generator) -> list[np.ndarray]:
         """Adjacent and readout blocks Glorot-uniform U[-a, a], a = sqrt(6 / (n_src + n_dst)) (a convolution's over
-        its kernel's fans); layer-skipping blocks U[-a_skip, a_skip] with a_skip the mean of the adjacent bounds over every adjacent layer pair (Gammell
-        et al. 2021); zero biases, zero at masked connections. One (n_src + bias, n_dst) array per block."""
+        its kernel's fans); layer-skipping blocks U[-a_skip, a_skip] with a_skip the mean of the adjacent bounds
+        over every adjacent layer pair (Gammell et al. 2021); zero biases, zero at masked connections. One
+        (n_src + bias, n_dst) array per block."""
         n = self.sizes
         a_skip = float(np.mean([np.sqrt(6.0 / (a + b)) for a, b in zip(n[:-1], n[1:])]))
         weights = []
