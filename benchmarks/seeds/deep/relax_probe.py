@@ -1,0 +1,70 @@
+"""Whether a scenario's network settles at its initial weights, over a range of ``network.init_gain``.
+
+For each gain, runs the free phase on ``--batch`` training samples in chunks of steps (every step run, tol 0)
+and reports per state layer the mean activity and the fractions of units at 0 and at the activation's bound,
+and the largest state change over each chunk: a phase that settles shows that change falling towards 0; one
+that runs away shows it staying at the bound. Writes a Markdown table to ``--out``.
+
+    python benchmarks/seeds/deep/relax_probe.py benchmarks/seeds/deep/fmnist_resnet13.yaml \\
+        --gains 0.3 0.4 0.45 0.5 0.6 --out benchmarks/results/deep/relax_resnet13.md
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from crossbar_sim.config import load_scenario
+from crossbar_sim.run import dataset_for
+from crossbar_sim.trainer import Trainer
+
+CHUNKS = (10, 20, 30, 60, 120)  # steps run between two reports: 10, 30, 60, 120, 240 steps in all
+
+
+def probe(scenario: str, overrides: list[str], gain: float, batch: int) -> list[str]:
+    """Table rows for one gain: one per chunk of steps."""
+    sc = load_scenario(scenario, overrides + [f"network.init_gain={gain}"])
+    data = dataset_for(sc)
+    eng = Trainer(sc, data, sc.hardware.device.build(), progress=False).engine
+    x, y = data.x_train[:batch], data.targets(data.y_train[:batch])
+    xq = eng.input_dac(x)
+    S = np.zeros(batch * eng.state_size(), np.float32)
+    bound = eng.network.activation.bound
+    rows, done = [], 0
+    for chunk in CHUNKS:
+        before = S.copy()
+        eng.settle(xq, y, S, 0.0, chunk, sc.ep.dynamics, 0.0, sc.ep.eps)
+        done += chunk
+        layers = eng.layers(S, batch)[1:]
+        rows.append(f"| {gain:g} | {done} | {np.abs(S - before).max():.1e} | "
+                    + " ".join(f"{s.mean():.2g}" for s in layers) + " | "
+                    + " ".join(f"{(s <= 0).mean():.2f}" for s in layers) + " | "
+                    + " ".join(f"{(s >= bound).mean():.2f}" for s in layers) + " |")
+        print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("scenario")
+    ap.add_argument("--gains", type=float, nargs="+", required=True)
+    ap.add_argument("--batch", type=int, default=50)
+    ap.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    start = time.perf_counter()
+    rows = [r for g in args.gains for r in probe(args.scenario, args.overrides, g, args.batch)]
+    head = [f"# Free phase at the initial weights: {args.scenario} {' '.join(args.overrides)}",
+            f"{args.batch} training samples, every step run (tol 0); {platform.machine()}, {numba.get_num_threads()} "
+            f"threads, {time.perf_counter() - start:.0f} s. Per state layer from the input up: mean state, fraction "
+            "at 0, fraction at the bound; 'change' is the largest state change over the steps since the row above.",
+            "", "| init gain | steps | change | mean per layer | at 0 | at bound |", "|---|---|---|---|---|---|"]
+    Path(args.out).write_text("\n".join(head + rows) + "\n")
+
+
+if __name__ == "__main__":
+    main()
