@@ -39,7 +39,7 @@ def probe(scenario: str, overrides: list[str], gain: float, batch: int) -> list[
         before = S.copy()
         eng.settle(xq, y, S, 0.0, chunk, sc.ep.dynamics, 0.0, sc.ep.eps)
         done += chunk
-        layers = eng.layers(S, batch)[1:]
+        layers = eng.layers(S, batch)
         rows.append(f"| {gain:g} | {done} | {np.abs(S - before).max():.1e} | "
                     + " ".join(f"{s.mean():.2g}" for s in layers) + " | "
                     + " ".join(f"{(s <= 0).mean():.2f}" for s in layers) + " | "
