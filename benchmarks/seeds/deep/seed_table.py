@@ -4,7 +4,7 @@ Reads ``DIR/<variant>_seed<N>/metrics.json`` (one ``crossbar-sim run`` each) and
 final test accuracy, the mean and the standard deviation over seeds; with two variants, also the mean and spread
 of the per-seed difference (second minus first), which cancels what the seed does to both.
 
-    python benchmarks/seeds/deep/seed_table.py benchmarks/results/deep/vgg_6k --out benchmarks/results/deep/vgg_6k/table.md
+    python benchmarks/seeds/deep/seed_table.py benchmarks/results/deep/vgg_6k --base plain --out benchmarks/results/deep/vgg_6k/table.md
 """
 from __future__ import annotations
 
@@ -50,9 +50,15 @@ def table(acc: dict[str, dict[int, float]]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("root")
+    ap.add_argument("--base", help="the variant listed first, from which differences are taken")
     ap.add_argument("--out")
     args = ap.parse_args()
-    text = table(collect(Path(args.root)))
+    acc = collect(Path(args.root))
+    if args.base is not None:
+        if args.base not in acc:
+            raise SystemExit(f"--base {args.base}: no such variant under {args.root} ({', '.join(acc)})")
+        acc = {args.base: acc[args.base], **{k: v for k, v in acc.items() if k != args.base}}
+    text = table(acc)
     print(text, end="")
     if args.out:
         Path(args.out).write_text(text)
