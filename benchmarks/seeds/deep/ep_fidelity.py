@@ -2,13 +2,15 @@
 weights.
 
 Loads the checkpoint of a running or stopped run (its scenario and its weights after the last finished epoch;
-a finished run keeps none), takes ``--batch``
+a finished run keeps none), or a scenario file (its initial weights; ``--set`` overrides apply), takes ``--batch``
 training samples, and computes the centered EP estimate for several (beta, free steps, nudged steps), all with
 tol 0 (every step run), against a reference at beta ``--ref-beta`` with long phases (and a second reference at
 2.5 times that beta, to show the reference itself is settled). Prints, per setting and block, the cosine to the
 reference and the norm ratio, and writes the table to ``--out``.
 
     python benchmarks/seeds/deep/ep_fidelity.py benchmarks/results/deep/conv_ideal_sgd
+    python benchmarks/seeds/deep/ep_fidelity.py benchmarks/seeds/deep/fmnist_resnet13.yaml --batch 50 \\
+        --out benchmarks/results/deep/ep_fidelity_resnet13_init.md
 """
 from __future__ import annotations
 
@@ -34,21 +36,27 @@ SETTINGS = [  # (beta, free steps, nudged steps)
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run", help="a run directory with config.yaml and checkpoint.pkl")
+    ap.add_argument("run", help="a run directory with config.yaml and checkpoint.pkl, or a scenario file")
+    ap.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
+                    help="with a scenario file: overrides")
     ap.add_argument("--batch", type=int, default=200)
     ap.add_argument("--ref-beta", type=float, default=0.02)
     ap.add_argument("--ref-steps", type=int, default=300)
     ap.add_argument("--out", default=None, help="default: RUN/ep_fidelity.md")
     args = ap.parse_args()
     run = Path(args.run)
-    sc = load_scenario(run / "config.yaml")
+    at_init = run.is_file()
+    if at_init and not args.out:
+        raise SystemExit("--out is needed with a scenario file")
+    sc = load_scenario(run if at_init else run / "config.yaml", args.overrides)
     data = dataset_for(sc)
     trainer = Trainer(sc, data, sc.hardware.device.build(), progress=False)
-    state = pickle.loads((run / "checkpoint.pkl").read_bytes())
-    if state.get("trainer") is None:
-        raise SystemExit(f"{run}: the run has finished, and a finished run's checkpoint keeps no weights; use a copy "
-                         "of its checkpoint taken while it ran (after the epoch to study)")
-    trainer.load_state(state["trainer"])
+    if not at_init:
+        state = pickle.loads((run / "checkpoint.pkl").read_bytes())
+        if state.get("trainer") is None:
+            raise SystemExit(f"{run}: the run has finished, and a finished run's checkpoint keeps no weights; use a "
+                             "copy of its checkpoint taken while it ran (after the epoch to study)")
+        trainer.load_state(state["trainer"])
     epochs = len(trainer.counters.history)
     eng = trainer.engine
     B = args.batch
@@ -67,15 +75,18 @@ def main() -> None:
     n = args.ref_steps
     ref = estimate(args.ref_beta, n, n)
     blocks = [f"{e.src}->{e.dst}" for e in eng.edges]
-    lines = [f"# {run}: weights after epoch {epochs}; {B} training samples; reference: centered EP at beta "
+    where = f"{run} {' '.join(args.overrides)}: initial weights" if at_init else f"{run}: weights after epoch {epochs}"
+    lines = [f"# {where}; {B} training samples; reference: centered EP at beta "
              f"{args.ref_beta}, {n} free and {n} nudged steps; {platform.processor() or platform.machine()}, "
              f"{numba.get_num_threads()} threads",
              "| beta | free steps | nudged steps | " + " | ".join(f"cosine {b}" for b in blocks) + " | "
              + " | ".join(f"norm ratio {b}" for b in blocks) + " |",
              "|" + "---|" * (3 + 2 * len(blocks))]
     check = estimate(2.5 * args.ref_beta, n, n)
+    own = (sc.ep.beta, sc.ep.free_steps, sc.ep.nudge_steps)  # the scenario's own setting first
+    settings = [own] + [st for st in SETTINGS if st != own]
     for (beta, free, nudge), g in [((2.5 * args.ref_beta, n, n), check)] + \
-            [((b, f, s), estimate(b, f, s)) for b, f, s in SETTINGS]:
+            [((b, f, s), estimate(b, f, s)) for b, f, s in settings]:
         cos, ratio = compare(g, ref)
         lines.append(f"| {beta:g} | {free} | {nudge} | " + " | ".join(f"{c:.3f}" for c in cos) + " | "
                      + " | ".join(f"{r:.2f}" for r in ratio) + " |")
