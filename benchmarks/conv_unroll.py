@@ -12,6 +12,7 @@ not the tile read itself. Prints a table and writes it to
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 from pathlib import Path
@@ -96,7 +97,7 @@ def main() -> None:
     ap.add_argument("--note", default="", help="a line to keep with the table (e.g. what else ran on the machine)")
     args = ap.parse_args()
     numba.set_num_threads(1)
-    lines = [f"# {platform.processor() or platform.machine()}, {numba.config.NUMBA_NUM_THREADS} cores seen, 1 thread; "
+    lines = [f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores seen, 1 thread; "
              f"batch {args.batch}; best of {args.repeats}; times in ms" + (f"; {args.note}" if args.note else ""),
              "| layer | GFLOP per read | im2col alone | read exact | conv exact (im2col + read + pool/reorder) |"
              " unrolling share | read 8-bit | conv 8-bit | read^T exact | conv^T exact (unpool/reorder + read + col2im) |"
