@@ -2,8 +2,9 @@
 
 For each gain, runs the free phase on ``--batch`` training samples in chunks of steps (every step run, tol 0)
 and reports per state layer the mean activity and the fractions of units at 0 and at the activation's bound,
-and, over each chunk, the largest state change and the fraction of units still moving: a phase that settles
-shows both falling towards 0. Writes a Markdown table to ``--out``.
+and, over each chunk, the largest state change, the fraction of units still moving, the mean energy change and
+how often a step raised a sample's energy (the block-coordinate dynamics never should): a phase that settles
+shows the first three falling towards 0. Writes a Markdown table to ``--out``.
 
     python benchmarks/seeds/deep/relax_probe.py benchmarks/seeds/deep/fmnist_resnet13.yaml \\
         --gains 0.3 0.4 0.45 0.5 0.6 --out benchmarks/results/deep/relax_resnet13.md
@@ -35,13 +36,20 @@ def probe(scenario: str, overrides: list[str], gain: float, batch: int) -> list[
     S = np.zeros(batch * eng.state_size(), np.float32)
     bound = eng.network.activation.bound
     rows, done = [], 0
+    weights, net = eng.weights(), eng.network
+    energy = net.energy(xq, eng.layers(S, batch), weights)
     for chunk in CHUNKS:
-        before = S.copy()
-        eng.settle(xq, y, S, 0.0, chunk, sc.ep.dynamics, 0.0, sc.ep.eps)
+        before, e_before, rises = S.copy(), energy, 0
+        for _ in range(chunk):  # one step at a time, to follow the energy
+            eng.settle(xq, y, S, 0.0, 1, sc.ep.dynamics, 0.0, sc.ep.eps)
+            e = net.energy(xq, eng.layers(S, batch), weights)
+            rises += int((e > energy + 1e-9 * np.abs(energy)).sum())
+            energy = e
         done += chunk
         layers = eng.layers(S, batch)
         change = np.abs(S - before)
         rows.append(f"| {gain:g} | {done} | {change.max():.1e} | {(change > 1e-3 * bound).mean():.1e} | "
+                    f"{(energy - e_before).mean():.3g} | {rises} | "
                     + " ".join(f"{s.mean():.2g}" for s in layers) + " | "
                     + " ".join(f"{(s <= 0).mean():.2f}" for s in layers) + " | "
                     + " ".join(f"{(s >= bound).mean():.2f}" for s in layers) + " |")
@@ -63,8 +71,10 @@ def main() -> None:
             f"{args.batch} training samples, every step run (tol 0); {platform.machine()}, {numba.get_num_threads()} "
             f"threads, {time.perf_counter() - start:.0f} s. Per state layer from the input up: mean state, fraction "
             "at 0, fraction at the bound; 'change' is the largest state change over the steps since the row above, "
-            "'moving' the fraction of units that changed by more than 1e-3 of the bound over them.",
-            "", "| init gain | steps | change | moving | mean per layer | at 0 | at bound |", "|---|---|---|---|---|---|---|"]
+            "'moving' the fraction of units that changed by more than 1e-3 of the bound over them; 'dE' the mean "
+            "change of the per-sample energy over them, 'rises' how many (sample, step) pairs raised it.",
+            "", "| init gain | steps | change | moving | dE | rises | mean per layer | at 0 | at bound |",
+            "|---|---|---|---|---|---|---|---|---|"]
     Path(args.out).write_text("\n".join(head + rows) + "\n")
 
 
