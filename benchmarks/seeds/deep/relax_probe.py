@@ -26,7 +26,15 @@ from crossbar_sim.trainer import Trainer
 CHUNKS = (10, 20, 30, 60, 120)  # steps run between two reports: 10, 30, 60, 120, 240 steps in all
 
 
-def probe(scenario: str, overrides: list[str], gain: float, batch: int) -> list[str]:
+def chunks(max_steps: int) -> list[int]:
+    """CHUNKS, then chunks doubling the steps run so far until at least ``max_steps`` are run."""
+    out = list(CHUNKS)
+    while sum(out) < max_steps:
+        out.append(sum(out))
+    return out
+
+
+def probe(scenario: str, overrides: list[str], gain: float, batch: int, max_steps: int = 240) -> list[str]:
     """Table rows for one gain: one per chunk of steps."""
     sc = load_scenario(scenario, overrides + [f"network.init_gain={gain}"])
     data = dataset_for(sc)
@@ -38,7 +46,7 @@ def probe(scenario: str, overrides: list[str], gain: float, batch: int) -> list[
     rows, done = [], 0
     weights, net = eng.weights(), eng.network
     energy = net.energy(xq, eng.layers(S, batch), weights)
-    for chunk in CHUNKS:
+    for chunk in chunks(max_steps):
         before, e_before, rises = S.copy(), energy, 0
         for _ in range(chunk):  # one step at a time, to follow the energy
             eng.settle(xq, y, S, 0.0, 1, sc.ep.dynamics, 0.0, sc.ep.eps)
@@ -62,11 +70,12 @@ def main() -> None:
     ap.add_argument("scenario")
     ap.add_argument("--gains", type=float, nargs="+", required=True)
     ap.add_argument("--batch", type=int, default=50)
+    ap.add_argument("--max-steps", type=int, default=240, help="run on, doubling the steps, to at least this many")
     ap.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     start = time.perf_counter()
-    rows = [r for g in args.gains for r in probe(args.scenario, args.overrides, g, args.batch)]
+    rows = [r for g in args.gains for r in probe(args.scenario, args.overrides, g, args.batch, args.max_steps)]
     head = [f"# Free phase at the initial weights: {args.scenario} {' '.join(args.overrides)}",
             f"{args.batch} training samples, every step run (tol 0); {platform.machine()}, {numba.get_num_threads()} "
             f"threads, {time.perf_counter() - start:.0f} s. Per state layer from the input up: mean state, fraction "
