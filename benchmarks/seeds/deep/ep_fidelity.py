@@ -43,6 +43,8 @@ def main() -> None:
     ap.add_argument("--ref-beta", type=float, default=0.02)
     ap.add_argument("--ref-steps", type=int, default=300)
     ap.add_argument("--out", default=None, help="default: RUN/ep_fidelity.md")
+    ap.add_argument("--setting", action="append", default=None, metavar="BETA,FREE,NUDGED",
+                    help="a setting to compare (repeatable; default: the scenario's and a fixed list)")
     args = ap.parse_args()
     run = Path(args.run)
     at_init = run.is_file()
@@ -85,6 +87,8 @@ def main() -> None:
     check = estimate(2.5 * args.ref_beta, n, n)
     own = (sc.ep.beta, sc.ep.free_steps, sc.ep.nudge_steps)  # the scenario's own setting first
     settings = [own] + [st for st in SETTINGS if st != own]
+    if args.setting:
+        settings = [(float(b), int(f), int(n_)) for b, f, n_ in (st.split(",") for st in args.setting)]
     for (beta, free, nudge), g in [((2.5 * args.ref_beta, n, n), check)] + \
             [((b, f, s), estimate(b, f, s)) for b, f, s in settings]:
         cos, ratio = compare(g, ref)
