@@ -34,6 +34,15 @@ SETTINGS = [  # (beta, free steps, nudged steps)
 ]
 
 
+def setting(text: str) -> tuple[float, int, int]:
+    """``BETA,FREE,NUDGED`` as (beta, free steps, nudged steps)."""
+    try:
+        beta, free, nudged = text.split(",")
+        return float(beta), int(free), int(nudged)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected BETA,FREE,NUDGED (e.g. 0.5,30,10), got {text!r}") from None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", help="a run directory with config.yaml and checkpoint.pkl, or a scenario file")
@@ -43,7 +52,7 @@ def main() -> None:
     ap.add_argument("--ref-beta", type=float, default=0.02)
     ap.add_argument("--ref-steps", type=int, default=300)
     ap.add_argument("--out", default=None, help="default: RUN/ep_fidelity.md")
-    ap.add_argument("--setting", action="append", default=None, metavar="BETA,FREE,NUDGED",
+    ap.add_argument("--setting", action="append", type=setting, default=None, metavar="BETA,FREE,NUDGED",
                     help="a setting to compare (repeatable; default: the scenario's and a fixed list)")
     args = ap.parse_args()
     run = Path(args.run)
@@ -88,7 +97,7 @@ def main() -> None:
     own = (sc.ep.beta, sc.ep.free_steps, sc.ep.nudge_steps)  # the scenario's own setting first
     settings = [own] + [st for st in SETTINGS if st != own]
     if args.setting:
-        settings = [(float(b), int(f), int(n_)) for b, f, n_ in (st.split(",") for st in args.setting)]
+        settings = args.setting
     for (beta, free, nudge), g in [((2.5 * args.ref_beta, n, n), check)] + \
             [((b, f, s), estimate(b, f, s)) for b, f, s in settings]:
         cos, ratio = compare(g, ref)

@@ -6,11 +6,11 @@ percentile at w_max shows clipping. Same Trainer as ``crossbar-sim run``, so the
 accuracies; nothing is written to disk.
 
     python benchmarks/seeds/deep/weight_range.py benchmarks/seeds/deep/fmnist_conv.yaml \\
-        data.train_limit=6000 train.epochs=2
+        --set data.train_limit=6000 --set train.epochs=2
 """
 from __future__ import annotations
 
-import sys
+import argparse
 import time
 
 import numpy as np
@@ -20,10 +20,12 @@ from crossbar_sim.run import dataset_for
 from crossbar_sim.trainer import Trainer
 
 
-def main(argv: list[str]) -> None:
-    if not argv or argv[0].startswith("-"):
-        sys.exit(__doc__)
-    sc = load_scenario(argv[0], argv[1:])
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("scenario")
+    ap.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
+    args = ap.parse_args()
+    sc = load_scenario(args.scenario, args.overrides)
     trainer = Trainer(sc, dataset_for(sc), sc.hardware.device.build(), progress=False)
     t0 = time.perf_counter()
 
@@ -38,4 +40,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()
