@@ -134,9 +134,10 @@ class Engine:
 
     # ---- phases ------------------------------------------------------------------------------------
 
-    def settle(self, xq, y, S, beta, steps, dynamics, tol, eps, aux_weight=1.0) -> PhaseResult:
+    def settle(self, xq, y, S, beta, steps, dynamics, tol, eps, aux_weight=1.0, omega=1.0) -> PhaseResult:
         """Relax the flat state ``S`` in place for one phase (``beta`` = 0 is the free phase); an auxiliary
-        readout's nudge is ``aux_weight`` times the main readout's."""
+        readout's nudge is ``aux_weight`` times the main readout's; ``omega`` over-relaxes the coordinate
+        dynamics (``kernels.CFG_OMEGA``)."""
         B = xq.shape[0]
         chunks = max(1, min(numba.get_num_threads(), B))
         work = self._work.get((B, chunks))
@@ -144,7 +145,8 @@ class Engine:
             work = self._work[(B, chunks)] = np.zeros(K.work_size(B, list(self.n), chunks, self.edge_table,
                                                                   self.conv_table), dtype=np.float32)
         Q = np.empty_like(S) if self.analog else S
-        cfg = np.array([K.DYNAMICS[dynamics], self.loss, steps, beta, eps, self.hi, tol, aux_weight], dtype=np.float64)
+        cfg = np.array([K.DYNAMICS[dynamics], self.loss, steps, beta, eps, self.hi, tol, aux_weight, omega],
+                       dtype=np.float64)
         with blas.limit_threads(1):
             kernel = K.settle if len(self.conv_table) else K.settle_dense
             out = kernel(xq, y, S, Q, self.Wf, self.WTf, self.n, self.state_offsets(B), self.edge_table,

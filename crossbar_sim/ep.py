@@ -121,7 +121,7 @@ class EPStep:
     def _phase(self, name, xq, y, S, beta, steps, where):
         ep = self.ep
         dynamics = ep.nudge_dynamics if beta != 0.0 and ep.nudge_dynamics else ep.dynamics
-        res = self.engine.settle(xq, y, S, beta, steps, dynamics, ep.tol, ep.eps, ep.aux_weight)
+        res = self.engine.settle(xq, y, S, beta, steps, dynamics, ep.tol, ep.eps, ep.aux_weight, ep.omega)
         if res.status == K.STATUS_NONFINITE:
             raise SimulationError(f"{where}, {name} phase: a state became NaN or inf (step {res.steps}); "
                                   "lower train.lr or check the weights")

@@ -33,7 +33,11 @@ Array conventions (all float32, C-contiguous, batch first):
   another state layer, in block order (the read order, which fixes the noise stream).
 * ``color``: colour of each state layer; the coordinate dynamics updates one colour at a time.
 * ``per``: the periphery, indexed by ``PER_*``.
-* ``cfg``: the phase, indexed by ``CFG_*``.
+* ``cfg``: the phase, indexed by ``CFG_*``. ``CFG_OMEGA`` is the coordinate dynamics' over-relaxation factor
+  (projected block SOR): a block moves to ``clip(s + omega (m - s))`` with ``m`` its unclipped block minimum;
+  1 is exact block minimisation. Each block's energy (under the MSE loss; a pooling source's, majorised as
+  above) is a separable quadratic of curvature 1 (1 + beta for the nudged output) in its own units, so any omega
+  in (0, 2) still never raises the energy; the fixed points are the same. The other dynamics ignore it.
 """
 from __future__ import annotations
 
@@ -48,8 +52,8 @@ from crossbar_sim.reads import (N_PER, PER_ADC_RANGE, PER_ADC_STEPS, PER_ANALOG,
 
 EDGE_SRC, EDGE_DST, EDGE_WOFF, EDGE_WTOFF, EDGE_BIAS, EDGE_CONV = range(6)
 N_EDGE = 6
-CFG_DYN, CFG_LOSS, CFG_T, CFG_BETA, CFG_EPS, CFG_HI, CFG_TOL, CFG_AUX = range(8)
-N_CFG = 8
+CFG_DYN, CFG_LOSS, CFG_T, CFG_BETA, CFG_EPS, CFG_HI, CFG_TOL, CFG_AUX, CFG_OMEGA = range(9)
+N_CFG = 9
 DYN_EULER, DYN_FIXED_POINT, DYN_COORDINATE = 0, 1, 2
 DYNAMICS = {"euler": DYN_EULER, "fixed_point": DYN_FIXED_POINT, "coordinate": DYN_COORDINATE}
 LOSS_MSE, LOSS_CE = 0, 1
@@ -251,9 +255,9 @@ def scratch_dims(n, edges, conv):
 
 
 @njit(cache=True, fastmath=True)
-def _update(s, pre, y, nudge_out, dyn, beta, eps, hi, frozen, rowmax, rowsum, dbuf, dbits):
-    """Move the unfrozen rows of one layer towards the block minimum; track each row's largest and summed
-    |change| in ``rowmax`` and ``rowsum``.
+def _update(s, pre, y, nudge_out, dyn, beta, eps, omega, hi, frozen, rowmax, rowsum, dbuf, dbits):
+    """Move the unfrozen rows of one layer towards the block minimum (by ``omega`` times the way to it, see
+    ``CFG_OMEGA``); track each row's largest and summed |change| in ``rowmax`` and ``rowsum``.
 
     Compiled with fast-math so that the per-row loops vectorise; a non-finite pre-activation is therefore
     detected afterwards (:func:`_all_finite`), not here. The largest change is taken over the bit patterns of
@@ -270,6 +274,8 @@ def _update(s, pre, y, nudge_out, dyn, beta, eps, hi, frozen, rowmax, rowsum, db
     bb = np.float32(beta)
     top = np.float32(hi)
     zero = np.float32(0.0)
+    w = np.float32(omega)
+    sor = omega != 1.0
     for b in range(B):
         if frozen[b]:
             continue
@@ -290,6 +296,13 @@ def _update(s, pre, y, nudge_out, dyn, beta, eps, hi, frozen, rowmax, rowsum, db
                 dbuf[j] = abs(v - old)
                 dsum += dbuf[j]
                 row[j] = v
+        elif nudge_out and curv > 0.0 and sor:
+            for j in range(m):
+                old = row[j]
+                v = min(max(old + w * ((prow[j] + bb * yrow[j]) * inv - old), zero), top)
+                dbuf[j] = abs(v - old)
+                dsum += dbuf[j]
+                row[j] = v
         elif nudge_out and curv > 0.0:
             for j in range(m):
                 old = row[j]
@@ -303,6 +316,13 @@ def _update(s, pre, y, nudge_out, dyn, beta, eps, hi, frozen, rowmax, rowsum, db
             for j in range(m):
                 old = row[j]
                 v = top if half_c * top - (prow[j] + bb * yrow[j]) * top < zero else zero
+                dbuf[j] = abs(v - old)
+                dsum += dbuf[j]
+                row[j] = v
+        elif sor:
+            for j in range(m):
+                old = row[j]
+                v = min(max(old + w * (prow[j] - old), zero), top)
                 dbuf[j] = abs(v - old)
                 dsum += dbuf[j]
                 row[j] = v
@@ -341,6 +361,7 @@ def _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, edges, conv, adj_ptr, adj
     hi = cfg[CFG_HI]
     tol = cfg[CFG_TOL]
     aux_w = cfg[CFG_AUX] if cfg.size > CFG_AUX else 1.0
+    omega = cfg[CFG_OMEGA] if cfg.size > CFG_OMEGA else 1.0
     B = x.shape[0]
     Bc = b1 - b0
     c = (b0, b1, B)
@@ -427,8 +448,8 @@ def _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, edges, conv, adj_ptr, adj
                              beta, loss, aux_w, per, key, ctr, xb, yb, ce, cbuf, stash, stash_off, noarg)
                 if dyn == DYN_COORDINATE:
                     _update(_rows(S, soff[l], n[l], b0, b1), _rows(pre_all, poff[l], n[l], 0, Bc), yc,
-                            l == L and loss == LOSS_MSE and beta != 0.0, dyn, beta, eps, hi, frozen, rowmax, rowsum,
-                            dbuf, dbits)
+                            l == L and loss == LOSS_MSE and beta != 0.0, dyn, beta, eps, omega, hi, frozen, rowmax,
+                            rowsum, dbuf, dbits)
                     if analog:
                         lo, hi_ = soff[l] + b0 * n[l], soff[l] + b1 * n[l]
                         dac(S[lo:hi_], Q[lo:hi_], dac_steps, 0.0, hi)
@@ -437,8 +458,8 @@ def _settle_rows(b0, b1, x, y, S, Q, Wf, WTf, n, soff, edges, conv, adj_ptr, adj
             if dyn != DYN_COORDINATE:
                 for l in range(1, L + 1):
                     _update(_rows(S, soff[l], n[l], b0, b1), _rows(pre_all, poff[l], n[l], 0, Bc), yc,
-                            l == L and loss == LOSS_MSE and beta != 0.0, dyn, beta, eps, hi, frozen, rowmax, rowsum,
-                            dbuf, dbits)
+                            l == L and loss == LOSS_MSE and beta != 0.0, dyn, beta, eps, 1.0, hi, frozen, rowmax,
+                            rowsum, dbuf, dbits)
                     if analog:
                         lo, hi_ = soff[l] + b0 * n[l], soff[l] + b1 * n[l]
                         dac(S[lo:hi_], Q[lo:hi_], dac_steps, 0.0, hi)

@@ -301,7 +301,8 @@ class Trainer:
             B = len(xb)
             S = np.zeros(B * eng.state_size(), dtype=np.float32)
             dummy = np.zeros((B, self.data.n_classes), dtype=np.float32)
-            res = eng.settle(eng.input_dac(xb), dummy, S, 0.0, ep.free_steps, ep.dynamics, ep.tol, ep.eps)
+            res = eng.settle(eng.input_dac(xb), dummy, S, 0.0, ep.free_steps, ep.dynamics, ep.tol, ep.eps,
+                             omega=ep.omega)
             self.counters.eval_ops += eng.phase_ops(res, B, nudged=False) + eng.readout_ops(B)
             score += self._score(eng.outputs(S, B), y[start: start + bs])
         return score / len(x)

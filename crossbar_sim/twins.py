@@ -42,7 +42,7 @@ def mvm(x, W, block, per, key, ctr):
 
 
 def settle(x, y, states, weights, dynamics, loss, T, beta, eps, hi, tol, per, key, edges=None, colors=None,
-           aux_weight=1.0):
+           aux_weight=1.0, omega=1.0):
     """Twin of :func:`crossbar_sim.kernels.settle` over lists of arrays.
 
     Args:
@@ -52,6 +52,7 @@ def settle(x, y, states, weights, dynamics, loss, T, beta, eps, hi, tol, per, ke
         edges: (src, dst, bias) or (src, dst, bias, ConvGeometry) per block; default the chain 0 -> 1 -> ... with
             biases. A convolutional block's weights are its unrolled kernel (C k k [+ 1], C_out).
         colors: colour of each layer 0..L for the coordinate dynamics; default odd/even.
+        omega: the coordinate dynamics' over-relaxation: each block moves omega times the way to its minimum.
 
     A pooling block is read forward when its source changes (phase start, after each update of the source),
     its pooled output and winners kept for the destination's drive and the transposed read, as in the kernel.
@@ -147,6 +148,8 @@ def settle(x, y, states, weights, dynamics, loss, T, beta, eps, hi, tol, per, ke
                 v = np.where(0.5 * (1 + beta) * hi * hi - (pre + beta * y) * hi < 0, hi, 0.0)
             else:
                 v = pre
+            if dynamics == K.DYN_COORDINATE and not (nudge and 1 + beta <= 0):
+                v = old + omega * (v - old)
         v = np.where(active[:, None], np.clip(v, 0.0, hi), old).astype(np.float32)
         s[l - 1] = v
         q[l - 1] = dq(v)

@@ -61,6 +61,7 @@ REJECTED = [
     ("ep.free_steps", "20", "ep.free_steps: expected an integer >= 1, got '20'"),
     ("ep.persistent", "yes", "ep.persistent: expected true or false, got 'yes'"),
     ("ep.eps", 1.5, "ep.eps: expected a number in (0, 1], got 1.5"),
+    ("ep.omega", 2.0, "ep.omega: expected a number in (0, 2), got 2.0"),
     ("data.name", "cifar10", "data.name: expected one of digits, wine, diabetes, mnist, fashion-mnist, got 'cifar10'"),
     ("data.batch_size", 0, "data.batch_size: expected an integer >= 1, got 0"),
     ("data.test_fraction", 1.5, "data.test_fraction: expected a number in (0, 1], got 1.5"),

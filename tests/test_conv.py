@@ -200,9 +200,19 @@ def test_settle_with_convolutions_matches_its_twin(dyn, loss, analog, kind):
 
 
 @pytest.mark.parametrize("kind", NETS)
-def test_colour_updates_never_increase_the_energy_with_convolutions(kind):
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+def test_over_relaxed_settle_with_convolutions_matches_its_twin(loss, kind):
+    from tests.helpers.graph_settle import assert_settle_matches_twin
+
+    net, weights = NETS[kind]("state" if loss == "mse" else "softmax")
+    assert_settle_matches_twin(net, weights, "coordinate", loss, False, B=5, steps=30, rows=7, cols=4, omega=1.6)
+
+
+@pytest.mark.parametrize("omega", [1.0, 1.7])
+@pytest.mark.parametrize("kind", NETS)
+def test_colour_updates_never_increase_the_energy_with_convolutions(kind, omega):
     """With max-pooling too: the pooled coupling is convex in its source, so updating the source through the
-    current winners is a majorise-minimise step."""
+    current winners is a majorise-minimise step; over-relaxed (omega < 2) as well."""
     from crossbar_sim.engine import Engine
     from crossbar_sim.tiles import Periphery
     from device_models.ideal import Ideal
@@ -215,7 +225,7 @@ def test_colour_updates_never_increase_the_energy_with_convolutions(kind):
     S = np.zeros(B * engine.state_size(), np.float32)
     energies = [net.energy(x, engine.layers(S, B), engine.weights())]
     for _ in range(25):
-        engine.settle(x, y, S, 0.0, 1, "coordinate", 0.0, 0.5)
+        engine.settle(x, y, S, 0.0, 1, "coordinate", 0.0, 0.5, omega=omega)
         energies.append(net.energy(x, engine.layers(S, B), engine.weights()))
     e = np.array(energies)
     assert np.all(np.diff(e, axis=0) <= 1e-4 * (1 + np.abs(e[:-1])))

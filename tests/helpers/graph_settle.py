@@ -10,7 +10,8 @@ from tests.helpers.periphery import periphery
 CASES = [(dyn, loss) for dyn in ("euler", "fixed_point", "coordinate") for loss in ("mse", "cross_entropy")]
 
 
-def assert_settle_matches_twin(net, weights, dyn, loss, analog, B=6, steps=40, rows=5, cols=4, aux_weight=1.0):
+def assert_settle_matches_twin(net, weights, dyn, loss, analog, B=6, steps=40, rows=5, cols=4, aux_weight=1.0,
+                               omega=1.0):
     """Relax random states of ``net`` for ``steps`` steps with the kernel (two threads) and the twin; the same
     steps and the same states (to float rounding, or within the converters' quantum when analog)."""
     sizes, L = net.sizes, net.n_state_layers
@@ -25,14 +26,14 @@ def assert_settle_matches_twin(net, weights, dyn, loss, analog, B=6, steps=40, r
                                                    readout=loss != "mse")
     dyn_id, loss_id = K.DYNAMICS[dyn], K.LOSSES[loss]
     tol = 1e-7 if analog else 1e-3
-    cfg = np.array([dyn_id, loss_id, steps, 0.3, 0.5, 1.0, tol, aux_weight])
+    cfg = np.array([dyn_id, loss_id, steps, 0.3, 0.5, 1.0, tol, aux_weight, omega])
     xq = twins.dac(x, per[K.PER_DAC_STEPS], 0, 1) if analog else x
     Q = np.empty_like(S) if analog else S
     work = np.zeros(K.work_size(B, list(sizes), 2, table, conv), np.float32)
     got_steps, *_, status = K.settle(xq, y, S, Q, Wf, WTf, n, soff, table, conv, *rest, cfg, per, np.uint64(3),
                                      np.uint64(0), work, 2)
     ref, ref_steps, _ = twins.settle(xq, y, states, masked, dyn_id, loss_id, steps, 0.3, 0.5, 1.0, tol, per,
-                                     np.uint64(3), edges, list(net.colors()), aux_weight)
+                                     np.uint64(3), edges, list(net.colors()), aux_weight, omega)
     assert status == K.STATUS_OK and got_steps == ref_steps
     for a, b in zip(unpack(S, sizes, L, B), ref):
         diff = np.abs(a - b)

@@ -49,7 +49,7 @@ def probe(scenario: str, overrides: list[str], gain: float, batch: int, max_step
     for chunk in chunks(max_steps):
         before, e_before, rises = S.copy(), energy, 0
         for _ in range(chunk):  # one step at a time, to follow the energy
-            eng.settle(xq, y, S, 0.0, 1, sc.ep.dynamics, 0.0, sc.ep.eps)
+            eng.settle(xq, y, S, 0.0, 1, sc.ep.dynamics, 0.0, sc.ep.eps, omega=sc.ep.omega)
             e = net.energy(xq, eng.layers(S, batch), weights)
             rises += int((e > energy + 1e-9 * np.abs(energy)).sum())
             energy = e
