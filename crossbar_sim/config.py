@@ -44,6 +44,7 @@ class DataConfig:
     test_fraction: float = spec(0.2, lo=0.0, hi=1.0, lo_open=True)
     dir: str | None = None
     train_limit: int | None = spec(None, lo=1)
+    test_limit: int | None = spec(None, lo=1)  # first N test samples only, for quick probes
     eval_batch_size: int = spec(500, lo=1)
 
 

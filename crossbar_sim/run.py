@@ -43,11 +43,13 @@ def _summary(trainer: Trainer) -> dict:
 
 
 def dataset_for(scenario: Scenario):
-    """The scenario's data, with ``data.train_limit`` applied."""
+    """The scenario's data, with ``data.train_limit`` and ``data.test_limit`` applied."""
     d = scenario.data
     dataset = load_dataset(d.name, data_dir=d.dir, test_fraction=d.test_fraction, seed=scenario.seed)
     if d.train_limit:
         dataset = replace(dataset, x_train=dataset.x_train[: d.train_limit], y_train=dataset.y_train[: d.train_limit])
+    if d.test_limit:
+        dataset = replace(dataset, x_test=dataset.x_test[: d.test_limit], y_test=dataset.y_test[: d.test_limit])
     return dataset
 
 

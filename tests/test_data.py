@@ -368,3 +368,14 @@ def test_read_only_folder_gets_no_cache(tiny, tmp_path):
         assert sorted(p.name for p in folder.iterdir()) == sorted(IDX)
     finally:
         folder.chmod(0o755)
+
+
+def test_train_and_test_limits_keep_the_first_samples():
+    from crossbar_sim.config import load_scenario
+    from crossbar_sim.run import dataset_for
+
+    full = dataset_for(load_scenario(raw={"data": {"name": "digits"}}))
+    cut = dataset_for(load_scenario(raw={"data": {"name": "digits", "train_limit": 50, "test_limit": 30}}))
+    assert cut.x_train.shape[0] == 50 and cut.x_test.shape[0] == 30
+    np.testing.assert_array_equal(cut.x_test, full.x_test[:30])
+    np.testing.assert_array_equal(cut.y_train, full.y_train[:50])
