@@ -86,7 +86,7 @@ def main() -> None:
     n = args.ref_steps
     ref = estimate(args.ref_beta, n, n)
     blocks = [f"{e.src}->{e.dst}" for e in eng.edges]
-    where = f"{run} {' '.join(args.overrides)}: initial weights" if at_init else f"{run}: weights after epoch {epochs}"
+    where = f"{run} {' '.join(args.overrides)}: " + ("initial weights" if at_init else f"weights after epoch {epochs}")
     lines = [f"# {where}; {B} training samples; reference: centered EP at beta "
              f"{args.ref_beta}, {n} free and {n} nudged steps; {platform.processor() or platform.machine()}, "
              f"{numba.get_num_threads()} threads",
