@@ -4,8 +4,10 @@ import torch
 import torch.nn.functional as F
 
 
-def bptt_gradient(x, y, weights, L, loss, steps, hi=1.0, edges=None, colors=None, masks=None, aux_weight=1.0):
-    """-dLoss/dW for every block, by BPTT through ``steps`` coordinate-descent steps from zero states.
+def bptt_gradient(x, y, weights, L, loss, steps, hi=1.0, edges=None, colors=None, masks=None, aux_weight=1.0,
+                  omega=1.0):
+    """-dLoss/dW for every block, by BPTT through ``steps`` coordinate-descent steps from zero states (each block
+    moved ``omega`` times the way to its minimiser, as the over-relaxed kernel does).
 
     Args:
         weights: one (n_src + bias, n_dst) array per block, bias row last (driven by ``hi``); with
@@ -69,7 +71,7 @@ def bptt_gradient(x, y, weights, L, loss, steps, hi=1.0, edges=None, colors=None
     for _ in range(steps):
         for colour in range(max(colors[1:]) + 1):
             for l in [l for l in range(1, L + 1) if colors[l] == colour]:
-                s[l] = torch.clamp(pre(l), 0.0, hi)
+                s[l] = torch.clamp(s[l] + omega * (pre(l) - s[l]), 0.0, hi)
     if loss == "mse":
         value = 0.5 * ((s[L] - yt) ** 2).sum(1).mean()
     else:
