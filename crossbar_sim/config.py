@@ -110,8 +110,9 @@ class EPConfig:
     tol: float = spec(1e-4, lo=0.0)
     eps: float = spec(0.5, lo=0.0, hi=1.0, lo_open=True)
     # Over-relaxation of the coordinate dynamics (projected block SOR, kernels.CFG_OMEGA): 1 is exact block
-    # minimisation; up to 2 the energy still never rises and the equilibria are the same, often reached in
-    # far fewer steps when the relaxation is slow.
+    # minimisation; below 2 the energy still never rises and the fixed points are the same (where the energy
+    # is not convex a phase may end in another local minimum), often reached in far fewer steps when the
+    # relaxation is slow.
     omega: float = spec(1.0, lo=0.0, hi=2.0, lo_open=True, hi_open=True)
     persistent: bool = False
     fail_delta: float = spec(0.5, lo=0.0, lo_open=True)
