@@ -217,40 +217,45 @@ class Trainer:
         return float((outputs.argmax(1) == y).sum())
 
     def _train_epoch(self, epoch: int) -> float:
-        self._epoch = epoch
-        data, sc = self.data, self.scenario
-        x_all, y_all = data.x_train, data.y_train
+        sc = self.scenario
         bs = sc.data.batch_size
-        order = self.rng["order"].permutation(len(x_all))
+        order = self.rng["order"].permutation(len(self.data.x_train))
         n_batches = (len(order) + bs - 1) // bs
         score = 0.0
         bar = tqdm(range(n_batches), desc=f"{self.label} epoch {epoch}/{sc.train.epochs}", leave=False,
                    disable=not self.progress, unit="batch")
         for b in bar:
-            idx = order[b * bs: (b + 1) * bs]
-            x = x_all[idx]
-            y = data.targets(y_all[idx]) if self.soft_targets is None else self.soft_targets[idx]
-            if self.particles is not None:
-                S0 = self.engine.to_flat(self.particles[idx])
-            else:
-                S0 = np.zeros(len(idx) * self.engine.state_size(), dtype=np.float32)
-            self.engine.advance(self.engine.now + sc.hardware.time.batch_seconds)
-            est, res = self.step.estimate(x, y, S0, self.rng["ep"], where=f"epoch {epoch}, batch {b + 1}")
-            self.diag.record(est)
-            self._write(x, est, res)
-            if not np.isfinite(self.engine.Wf).all():
-                raise SimulationError(f"epoch {epoch}, batch {b + 1}: the update made a weight NaN or inf; "
-                                      "lower train.lr or check the device model")
-            if self.particles is not None:
-                self.particles[idx] = res.free_state
-            score += self._score(res.outputs, y_all[idx])
-            c = self.counters
-            c.phases += len(res.steps)
-            c.steps += sum(res.steps.values())
-            c.free_steps += res.steps["free"]
-            c.free_phases += 1
-            c.train_ops += res.ops
+            score += self.train_batch(order[b * bs: (b + 1) * bs], epoch, f"epoch {epoch}, batch {b + 1}")[2]
         return score / len(order)
+
+    def train_batch(self, idx: np.ndarray, epoch: int, where: str):
+        """Train on the training samples ``idx``, one batch of ``epoch`` (which sets the scheduled rate): the EP
+        estimate, its write-back, the counters. Returns the estimate, the phase result and the batch's free-phase
+        score (summed over its samples); errors name ``where``."""
+        self._epoch = epoch
+        data, sc = self.data, self.scenario
+        x = data.x_train[idx]
+        y = data.targets(data.y_train[idx]) if self.soft_targets is None else self.soft_targets[idx]
+        if self.particles is not None:
+            S0 = self.engine.to_flat(self.particles[idx])
+        else:
+            S0 = np.zeros(len(idx) * self.engine.state_size(), dtype=np.float32)
+        self.engine.advance(self.engine.now + sc.hardware.time.batch_seconds)
+        est, res = self.step.estimate(x, y, S0, self.rng["ep"], where=where)
+        self.diag.record(est)
+        self._write(x, est, res)
+        if not np.isfinite(self.engine.Wf).all():
+            raise SimulationError(f"{where}: the update made a weight NaN or inf; "
+                                  "lower train.lr or check the device model")
+        if self.particles is not None:
+            self.particles[idx] = res.free_state
+        c = self.counters
+        c.phases += len(res.steps)
+        c.steps += sum(res.steps.values())
+        c.free_steps += res.steps["free"]
+        c.free_phases += 1
+        c.train_ops += res.ops
+        return est, res, self._score(res.outputs, data.y_train[idx])
 
     def _write(self, x, est, res) -> None:
         """Write the batch's update: counted pulses per pair, or parallel pulse trains per sample and phase."""

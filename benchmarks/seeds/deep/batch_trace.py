@@ -1,12 +1,12 @@
 """Follow a scenario's first training batches one by one: phase lengths, activity per state layer and the size
 of each block's EP estimate against its weights.
 
-Trains ``--batches`` batches exactly as a run does (same data order, estimator and write-back) and prints, per
-batch: the steps each phase took, the fraction of the batch classified right by the free phase, the mean free
-state of each layer (from the input up), the fraction of units at the activation's bound, and, per block, the
-norm of the estimate relative to the norm of the block's weights (before the write). A network that is
-collapsing shows its phases shortening and the lower blocks' ratios falling by orders of magnitude. Writes a
-Markdown table to ``--out``.
+Trains ``--batches`` batches of epoch 1 exactly as a run does (``Trainer.train_batch``: same data order, estimator
+and write-back) and prints, per batch: the steps each phase took, the fraction of the batch classified right by
+the free phase, the mean free state of each layer (from the input up), the fraction of units at the activation's
+bound, and, per block, the norm of the estimate relative to the norm of the block's weights (before the write). A
+network that is collapsing shows its phases shortening and the lower blocks' ratios falling by orders of
+magnitude. Writes a Markdown table to ``--out``.
 
     python benchmarks/seeds/deep/batch_trace.py benchmarks/seeds/deep/fmnist_resnet13.yaml --batches 25 \\
         --set network.init_gain=0.7 --set ep.loss=cross_entropy --out benchmarks/results/deep/trace.md
@@ -31,7 +31,6 @@ def trace(scenario: str, overrides: list[str], batches: int) -> list[str]:
     sc = load_scenario(scenario, overrides)
     data = dataset_for(sc)
     tr = Trainer(sc, data, sc.hardware.device.build(), progress=False)
-    tr._epoch = 1
     eng, net = tr.engine, tr.engine.network
     bound = net.activation.bound
     sizes = net.sizes[1: net.n_state_layers + 1]
@@ -40,18 +39,16 @@ def trace(scenario: str, overrides: list[str], batches: int) -> list[str]:
     rows = []
     for b in range(min(batches, (len(order) + bs - 1) // bs)):
         idx = order[b * bs: (b + 1) * bs]
-        x, y = data.x_train[idx], data.targets(data.y_train[idx])
-        S0 = np.zeros(len(idx) * eng.state_size(), np.float32)
-        est, res = tr.step.estimate(x, y, S0, tr.rng["ep"], where=f"batch {b + 1}")
-        right = tr._score(res.outputs, data.y_train[idx]) / len(idx)
+        before = eng.weights()
+        est, res, score = tr.train_batch(idx, 1, f"batch {b + 1}")
+        right = score / len(idx)
         layers = np.split(res.free_state, np.cumsum(sizes)[:-1], axis=1)
-        ratio = [np.linalg.norm(g) / max(np.linalg.norm(w), 1e-30) for g, w in zip(est, eng.weights())]
+        ratio = [np.linalg.norm(g) / max(np.linalg.norm(w), 1e-30) for g, w in zip(est, before)]
         rows.append(f"| {b + 1} | {' / '.join(str(v) for v in res.steps.values())} | {right:.2f} | "
                     + " ".join(f"{s.mean():.2g}" for s in layers) + " | "
                     + " ".join(f"{(s >= bound).mean():.2f}" for s in layers) + " | "
                     + " ".join(f"{r:.1e}" for r in ratio) + " |")
         print(rows[-1], flush=True)
-        tr._write(x, est, res)
     return rows
 
 
