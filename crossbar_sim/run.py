@@ -56,9 +56,9 @@ def dataset_for(scenario: Scenario):
 def run_scenario(scenario: Scenario, out: str | Path, progress: bool = True, echo=print, resume: bool = False) -> dict:
     """Train the scenario's crossbar network (and its ideal twin when ``compare_ideal``); write ``out``.
 
-    A checkpoint is written after every epoch; with ``resume`` the run continues from the one in ``out``
-    (the scenario must be the one it was started with). ``metrics.json`` is written last, so its presence
-    marks a finished run.
+    A checkpoint and ``history.csv`` (the epochs so far) are written after every epoch; with ``resume`` the run
+    continues from the checkpoint in ``out`` (the scenario must be the one it was started with).
+    ``metrics.json`` is written last, so its presence marks a finished run.
 
     Returns:
         The metrics written to ``metrics.json``.
@@ -89,6 +89,9 @@ def run_scenario(scenario: Scenario, out: str | Path, progress: bool = True, ech
         def on_epoch(row, n=name, t=trainer):
             m = t.metric
             echo(f"{n:8s} epoch {row['epoch']:3d}  train {m} {row[f'train_{m}']:.4f}  test {m} {row[f'test_{m}']:.4f}")
+            # The epochs so far as plain CSV, so that a run in progress can be followed (and read) without its pickle;
+            # written first, so it never lags the checkpoint (a resume rewrites it).
+            report.write_history(out, {**{k: v["history"] for k, v in done.items()}, n: t.counters.history})
             checkpoint.save(out, {"scenario": scenario.to_dict(), "done": done, "current": n, "trainer": t.state()})
 
         trainer.fit(on_epoch=on_epoch)

@@ -53,6 +53,8 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_metrics(tmp_path):
         time.sleep(0.005)
     assert proc.wait(timeout=60) == -signal.SIGKILL, "the run ended before it could be killed"
     assert not (cut / "metrics.json").exists()
+    rows = (cut / "history.csv").read_text().splitlines()  # the epochs so far, readable while a run goes on
+    assert [r.split(",")[:2] for r in rows[1:]] == [["crossbar", "1"], ["crossbar", "2"]]
     done = subprocess.run([sys.executable, "-m", "crossbar_sim.cli", "run", "--resume", str(cut), "--quiet"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
