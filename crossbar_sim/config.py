@@ -131,6 +131,9 @@ class TrainConfig:
     momentum: float = spec(0.0, lo=0.0, hi=1.0)
     nesterov: bool = False
     weight_decay: float = spec(0.0, lo=0.0)
+    # global L2 norm the batch's EP estimate (every block and bias row together) is scaled down to, before
+    # weight decay and momentum (as torch's clip_grad_norm_ before SGD; the Hopfield-ResNet code clips at 1.0)
+    clip_norm: Union[float, None] = spec(None, lo=0.0, lo_open=True)
     schedule: str = spec("constant", choices=("constant", "cosine"))  # of the learning rates, per epoch
 
 
@@ -235,8 +238,8 @@ class Scenario:
             raise ConfigError(f"ep.loss: {self.data.name} is a regression set; its output layer is a state nudged "
                               f"by the squared error, so use loss: mse, not {self.ep.loss}")
         t = self.train
-        if (t.momentum > 0 or t.weight_decay > 0) and self.hardware.update.mode == "pulse_trains":
-            raise ConfigError("train.momentum / train.weight_decay: pulse trains write each phase's outer products "
+        if (t.momentum > 0 or t.weight_decay > 0 or t.clip_norm) and self.hardware.update.mode == "pulse_trains":
+            raise ConfigError("train.momentum / train.weight_decay / train.clip_norm: pulse trains write each phase's outer products "
                               "directly, so there is no update to smooth or decay; use update.mode: pulse_count")
         if t.momentum >= 1.0:
             raise ConfigError(f"train.momentum: expected a value below 1, got {t.momentum}")

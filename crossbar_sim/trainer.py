@@ -104,6 +104,19 @@ def lr_factor(train, epoch: int) -> float:
     return 1.0
 
 
+def clip_global_norm(est: list[np.ndarray], max_norm: float | None) -> list[np.ndarray]:
+    """The batch's estimate scaled by ``min(1, max_norm / ||est||)``, the norm taken over every block together
+    (torch's ``clip_grad_norm_``); unchanged when ``max_norm`` is None. On a chip this is one digital scale
+    factor per batch, applied to the update before it becomes pulses."""
+    if max_norm is None:
+        return est
+    norm = math.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) for g in est))
+    if norm <= max_norm:
+        return est
+    scale = max_norm / norm
+    return [g * np.asarray(scale, dtype=g.dtype) for g in est]
+
+
 def half_squared_error(outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """Per sample ``0.5 ||outputs - targets||^2``, the regression score (Gammell et al.'s cost)."""
     return 0.5 * ((outputs - targets) ** 2).sum(1)
@@ -262,6 +275,7 @@ class Trainer:
         trains = self.scenario.hardware.update.mode == "pulse_trains"
         inner = len(self.engine.network.state_edges)
         factor = lr_factor(self.scenario.train, self._epoch)
+        est = clip_global_norm(est, self.scenario.train.clip_norm)
         for k, (array, g, lr) in enumerate(zip(self.engine.arrays, est, self.lrs)):
             lr = lr * factor
             watched = not self.engine.model.ideal and k in self.diag.blocks

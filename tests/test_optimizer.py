@@ -6,7 +6,7 @@ import pytest
 
 from crossbar_sim.config import ConfigError, load_scenario
 from crossbar_sim.run import dataset_for
-from crossbar_sim.trainer import Trainer
+from crossbar_sim.trainer import Trainer, clip_global_norm
 
 RAW = {"data": {"name": "digits", "train_limit": 128, "batch_size": 32}, "train": {"epochs": 3, "lr": 0.05},
        "ep": {"free_steps": 8, "nudge_steps": 4}}
@@ -59,6 +59,8 @@ def test_momentum_survives_a_checkpoint():
 
 @pytest.mark.parametrize("train,hardware,message", [
     ({"momentum": 0.9}, {"update": {"mode": "pulse_trains"}}, "use update.mode: pulse_count"),
+    ({"clip_norm": 1.0}, {"update": {"mode": "pulse_trains"}}, "train.clip_norm: pulse trains"),
+    ({"clip_norm": 0.0}, {}, "train.clip_norm"),
     ({"momentum": 1.0}, {}, "train.momentum: expected a value below 1"),
     ({"nesterov": True}, {}, "train.nesterov: needs train.momentum > 0"),
 ])
@@ -93,3 +95,25 @@ def test_init_gain_scales_the_initial_weights():
     for x, y in zip(a.engine.weights(), b.engine.weights()):
         np.testing.assert_allclose(y, 0.5 * x, rtol=1e-6)
     assert np.abs(a.engine.weights()[0]).max() > 0
+
+
+def test_clip_global_norm_scales_every_block_by_one_factor():
+    rng = np.random.default_rng(3)
+    est = [rng.normal(size=(5, 4)).astype(np.float32), rng.normal(size=(3,)).astype(np.float32)]
+    norm = np.sqrt(sum((g.astype(np.float64) ** 2).sum() for g in est))
+    clipped = clip_global_norm(est, norm / 4)
+    np.testing.assert_allclose(np.sqrt(sum((g.astype(np.float64) ** 2).sum() for g in clipped)), norm / 4, rtol=1e-5)
+    for a, b in zip(clipped, est):
+        np.testing.assert_allclose(a, b / 4, rtol=1e-5)
+        assert a.dtype == b.dtype
+    assert clip_global_norm(est, norm * 2) is est and clip_global_norm(est, None) is est
+
+
+def test_clip_norm_bounds_the_written_update():
+    """With an ideal device the weights move by exactly lr times the clipped estimate."""
+    sc = load_scenario(raw={**RAW, "train": {"epochs": 1, "lr": 0.05, "clip_norm": 1e-3}})
+    tr = Trainer(sc, dataset_for(sc), sc.hardware.device.build(), progress=False)
+    before = [a.W_view.astype(np.float64).copy() for a in tr.engine.arrays]
+    tr.train_batch(np.arange(32), 1, "test")
+    moved = np.sqrt(sum(((a.W_view - b) ** 2).sum() for a, b in zip(tr.engine.arrays, before)))
+    np.testing.assert_allclose(moved, 0.05 * 1e-3, rtol=1e-3)
