@@ -5,8 +5,8 @@ The seeds report "EP against BP" on the same architecture. The twin takes the sc
 everything its blocks from lower layers bring (dense or convolutional, max-pooled where the block pools, biases
 included), the feedback of the Hopfield dynamics left out. The readout is the same: the last state layer with the
 squared error (MSE), or the softmax readout with cross-entropy. Training uses the scenario's batches, epochs,
-per-block learning rates and their schedule, momentum and weight decay (plain SGD; the rates are per sample means,
-as in EP), its initial weights (the same seed) and its data order stream, in float32 on the CPU.
+per-block learning rates and their schedule, gradient-norm clipping, momentum and weight decay (plain SGD; the
+rates are per sample means, as in EP), its initial weights (the same seed) and its data order stream, in float32 on the CPU.
 
 torch is only in the ``test`` extra, so this module imports it on use.
 """
@@ -117,6 +117,8 @@ def train_bp(scenario: Scenario, data: Dataset, progress: bool = True, on_epoch=
             loss = loss_of(out, y_train[idx])
             opt.zero_grad()
             loss.backward()
+            if t.clip_norm is not None:
+                torch.nn.utils.clip_grad_norm_(model.params, t.clip_norm)
             opt.step()
             correct += int((out.argmax(1) == y_train[idx]).sum())
         with torch.no_grad():

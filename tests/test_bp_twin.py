@@ -78,3 +78,16 @@ def test_a_regression_set_is_refused():
     sc = load_scenario(raw={"data": {"name": "diabetes"}, "network": {"sizes": [10, 10, 1]}})
     with pytest.raises(ValueError, match="regression"):
         train_bp(sc, dataset_for(sc), progress=False)
+
+
+def test_the_twin_clips_the_gradient_norm():
+    """With a negligible clip norm every step is negligible: the twin predicts as with a zero rate."""
+    from crossbar_sim.bp_twin import train_bp
+    from crossbar_sim.run import dataset_for
+
+    base = ["train.epochs=1", "ep.loss=cross_entropy", "network.sizes=[64, 100, 10]"]
+    clipped = load_scenario("scenarios/quickstart.yaml", overrides=base + ["train.clip_norm=1e-9"])
+    frozen = load_scenario("scenarios/quickstart.yaml", overrides=base + ["train.lr=0.0"])
+    data = dataset_for(clipped)
+    assert train_bp(clipped, data, progress=False)["test_accuracy"] == \
+        train_bp(frozen, data, progress=False)["test_accuracy"] < 0.5
