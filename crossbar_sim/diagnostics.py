@@ -10,7 +10,9 @@ For every adjacent block l (layers l - 1 -> l, the readout included) and batch b
   over the block's pairs and the epoch's writes, with ``i`` intended and ``a`` the change of the pair's
   read-out weight in that write (the delivered part is the change along the intended one). Deterministic
   rounding to zero pulses, a device at its bound, an absent or stuck device lose all of it; stochastic
-  rounding and zero-mean write noise deliver it in expectation, so their share tends to 0.
+  rounding and zero-mean write noise deliver it in expectation, so their share tends to 0. The layer-skipping
+  blocks of the dynamics (small-world, ResNet skips), which are no layer's adjacent block, get one share
+  together, ``lost_fraction_skip``.
 
 Over the whole run it also accumulates the mean absolute correction of every connection, for the paper's
 Figure 5 image (:func:`crossbar_sim.report.plot_corrections`).
@@ -34,6 +36,8 @@ class Diagnostics:
     def __init__(self, network: Network, shapes: list[tuple[int, int]]):
         self.network = network
         self.blocks = [k for k, e in enumerate(network.edges) if e.adjacent]
+        self.skips = [k for k, e in enumerate(network.state_edges) if not e.adjacent]
+        self.watched = set(self.blocks) | set(self.skips)  # the blocks whose writes are compared with the intent
         self.masks = [e.full_mask(network.sizes) for e in network.edges]
         self.connections = np.array([network.connections(network.edges[k]) for k in self.blocks], dtype=float)
         # per statistics block: its connections among the unit rows (bias row left out), flat float64, or None
@@ -51,6 +55,7 @@ class Diagnostics:
         self.batches = 0
         self.lost_num = np.zeros(nb)
         self.lost_den = np.zeros(nb)
+        self.skip_num = self.skip_den = 0.0
 
     def labels(self) -> list[str]:
         return [f"{self.network.edges[k].src}->{self.network.edges[k].dst}" for k in self.blocks]
@@ -72,14 +77,19 @@ class Diagnostics:
 
     def record_write(self, k: int, intended: np.ndarray, achieved: np.ndarray) -> None:
         """What block ``k``'s write was meant to change and what its read-out weights did change."""
-        if k not in self.blocks:
+        if k not in self.watched:
             return
-        i = self.blocks.index(k)
         if self.masks[k] is not None:
             intended = intended * self.masks[k]
         delivered = (achieved * np.sign(intended)).sum()
-        self.lost_num[i] += np.abs(intended).sum() - delivered
-        self.lost_den[i] += np.abs(intended).sum()
+        total = np.abs(intended).sum()
+        if k in self.skips:
+            self.skip_num += total - delivered
+            self.skip_den += total
+            return
+        i = self.blocks.index(k)
+        self.lost_num[i] += total - delivered
+        self.lost_den[i] += total
 
     def end_epoch(self) -> dict:
         """Close the epoch; returns its row (RMS per layer, log-spread, lost shares when writes were seen)."""
@@ -89,6 +99,8 @@ class Diagnostics:
             # A layer with nothing to write (a zero estimate) has no share: NaN, not 0.
             row["lost_fraction"] = np.where(self.lost_den > 0, self.lost_num / np.maximum(self.lost_den, 1e-300),
                                             np.nan).tolist()
+        if self.skip_den > 0:
+            row["lost_fraction_skip"] = self.skip_num / self.skip_den
         self.epochs.append(row)
         self._reset_epoch()
         return row

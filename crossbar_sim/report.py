@@ -121,11 +121,16 @@ def plot_learning(out: Path, diagnostics: dict[str, dict]) -> None:
     ax.legend(fontsize=7)
     if lost:
         ax = axes[0, 1]
+        low = 0.0  # a negative share (the devices overshoot) stays in view
         for name, d in lost.items():
             frac = np.array([e.get("lost_fraction", [np.nan] * len(d["layers"])) for e in d["epochs"]])
             for i, layer in enumerate(d["layers"]):
                 ax.plot(range(1, len(frac) + 1), frac[:, i], "-o", ms=3, color=f"C{i % 10}", label=layer)
-        ax.set_ylim(0, 1.02)
+            skip = np.array([e.get("lost_fraction_skip", np.nan) for e in d["epochs"]])
+            if not np.isnan(skip).all():
+                ax.plot(range(1, len(skip) + 1), skip, "--", color="k", label="layer-skipping blocks")
+            low = min(low, np.nanmin(np.append(frac.ravel(), skip)))
+        ax.set_ylim(low - 0.02, 1.02)
         ax.set_xlabel("epoch")
         ax.set_ylabel("share of the intended update lost")
         ax.set_title("crossbar: lost to rounding, bounds, absent or stuck devices", fontsize=9)

@@ -278,7 +278,7 @@ class Trainer:
         est = clip_global_norm(est, self.scenario.train.clip_norm)
         for k, (array, g, lr) in enumerate(zip(self.engine.arrays, est, self.lrs)):
             lr = lr * factor
-            watched = not self.engine.model.ideal and k in self.diag.blocks
+            watched = not self.engine.model.ideal and k in self.diag.watched
             before = array.W_view.copy() if watched else None  # the read-out, float32: a copy, no recomputation
             if trains and k < inner:
                 e = self.engine.edges[k]

@@ -179,3 +179,21 @@ def test_lost_update_share_tells_rounding_apart(rounding):
         assert min(lost) > 0.9
     else:
         assert max(abs(v) for v in lost) < 0.25
+
+
+def test_layer_skipping_blocks_get_their_own_lost_share():
+    """The skip blocks' writes are watched too: on 3-bit devices with deterministic rounding their share is
+    near 1, as the adjacent blocks'; a layered network has no such share."""
+    def run(kind):
+        sc = load_scenario(raw={"data": {"name": "digits", "train_limit": 320}, "train": {"epochs": 1},
+                                "network": {"kind": kind, "sizes": [64, 20, 20, 20, 10], "p": 0.4},
+                                "hardware": {"device": {"model": "linear_step", "bits": 3},
+                                             "tile": {"dac_bits": 0, "adc_bits": 0, "w_max": 0.5},
+                                             "update": {"rounding": "round"}}})
+        tr = Trainer(sc, dataset_for(sc), sc.hardware.device.build(), progress=False)
+        tr.fit()
+        return tr.diag.epochs[-1]
+
+    row = run("small_world")
+    assert 0.9 < row["lost_fraction_skip"] <= 1.0 and len(row["lost_fraction"]) == 4
+    assert "lost_fraction_skip" not in run("layered")
