@@ -239,8 +239,9 @@ class Scenario:
                               f"by the squared error, so use loss: mse, not {self.ep.loss}")
         t = self.train
         if (t.momentum > 0 or t.weight_decay > 0 or t.clip_norm) and self.hardware.update.mode == "pulse_trains":
-            raise ConfigError("train.momentum / train.weight_decay / train.clip_norm: pulse trains write each phase's outer products "
-                              "directly, so there is no update to smooth or decay; use update.mode: pulse_count")
+            raise ConfigError("train.momentum / train.weight_decay / train.clip_norm: pulse trains write each "
+                              "phase's outer products directly, so there is no update to smooth, decay or clip; "
+                              "use update.mode: pulse_count")
         if t.momentum >= 1.0:
             raise ConfigError(f"train.momentum: expected a value below 1, got {t.momentum}")
         if t.nesterov and t.momentum == 0:

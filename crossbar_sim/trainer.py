@@ -104,13 +104,17 @@ def lr_factor(train, epoch: int) -> float:
     return 1.0
 
 
-def clip_global_norm(est: list[np.ndarray], max_norm: float | None) -> list[np.ndarray]:
+def clip_global_norm(est: list[np.ndarray], max_norm: float | None, masks=None) -> list[np.ndarray]:
     """The batch's estimate scaled by ``min(1, max_norm / ||est||)``, the norm taken over every block together
-    (torch's ``clip_grad_norm_``); unchanged when ``max_norm`` is None. On a chip this is one digital scale
-    factor per batch, applied to the update before it becomes pulses."""
+    (torch's ``clip_grad_norm_``) and only over existing connections (``masks``: per block a boolean array of
+    the stored shape, or None when dense); unchanged when ``max_norm`` is None. On a chip this is one digital
+    scale factor per batch, applied to the update before it becomes pulses."""
     if max_norm is None:
         return est
-    norm = math.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) for g in est))
+    def squares(g, m):
+        return float(np.dot(g.ravel(), g.ravel())) if m is None else float(np.sum(g[m].astype(np.float64) ** 2))
+
+    norm = math.sqrt(sum(squares(g, m) for g, m in zip(est, masks or [None] * len(est))))
     if norm <= max_norm:
         return est
     scale = max_norm / norm
@@ -275,7 +279,7 @@ class Trainer:
         trains = self.scenario.hardware.update.mode == "pulse_trains"
         inner = len(self.engine.network.state_edges)
         factor = lr_factor(self.scenario.train, self._epoch)
-        est = clip_global_norm(est, self.scenario.train.clip_norm)
+        est = clip_global_norm(est, self.scenario.train.clip_norm, [a.mask for a in self.engine.arrays])
         for k, (array, g, lr) in enumerate(zip(self.engine.arrays, est, self.lrs)):
             lr = lr * factor
             watched = not self.engine.model.ideal and k in self.diag.watched

@@ -109,6 +109,13 @@ def test_clip_global_norm_scales_every_block_by_one_factor():
     assert clip_global_norm(est, norm * 2) is est and clip_global_norm(est, None) is est
 
 
+def test_clip_global_norm_counts_only_existing_connections():
+    """An absent (masked) connection's entry of the estimate is no update: it does not enter the norm."""
+    g = np.array([[3.0, 1e6], [4.0, 0.0]], dtype=np.float32)
+    mask = np.array([[True, False], [True, True]])
+    np.testing.assert_allclose(clip_global_norm([g], 1.0, [mask])[0], g / 5, rtol=1e-6)
+
+
 def test_clip_norm_bounds_the_written_update():
     """With an ideal device the weights move by exactly lr times the clipped estimate."""
     sc = load_scenario(raw={**RAW, "train": {"epochs": 1, "lr": 0.05, "clip_norm": 1e-3}})
