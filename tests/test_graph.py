@@ -197,3 +197,24 @@ def test_layer_skipping_blocks_get_their_own_lost_share():
     row = run("small_world")
     assert 0.9 < row["lost_fraction_skip"] <= 1.0 and len(row["lost_fraction"]) == 4
     assert "lost_fraction_skip" not in run("layered")
+
+
+def test_learning_plot_shows_skip_shares_and_overshoot(tmp_path, monkeypatch):
+    """learning.png draws the skip blocks' share and keeps a negative (overshooting) share in view, with epochs
+    that lack a share (NaN) in between."""
+    from crossbar_sim import report
+
+    seen = {}
+    real = report.save_png
+
+    def spy(fig, path):
+        seen["ylim"] = fig.axes[1].get_ylim()
+        seen["labels"] = [line.get_label() for line in fig.axes[1].get_lines()]
+        real(fig, path)
+
+    epochs = [{"rms": [1e-3, 1e-2], "log_spread": 0.5, "lost_fraction": [0.5, -0.2], "lost_fraction_skip": 0.9},
+              {"rms": [1e-3, 1e-2], "log_spread": 0.5, "lost_fraction": [0.4, 0.1]}]
+    monkeypatch.setattr(report, "save_png", spy)
+    report.plot_learning(tmp_path, {"crossbar": {"layers": ["0->1", "1->2"], "epochs": epochs}})
+    assert (tmp_path / "learning.png").is_file()
+    assert seen["ylim"][0] <= -0.2 and "layer-skipping blocks" in seen["labels"]
