@@ -18,7 +18,7 @@ import numpy as np
 
 from crossbar_sim.config import Scenario
 from crossbar_sim.data import Dataset
-from crossbar_sim.trainer import block_rates, build_network, initial_weights, lr_factor, streams
+from crossbar_sim.trainer import augmented, block_rates, build_network, initial_weights, lr_factor, streams
 from networks.graph import Network
 
 
@@ -113,7 +113,10 @@ def train_bp(scenario: Scenario, data: Dataset, progress: bool = True, on_epoch=
         for start in tqdm(range(0, len(order), bs), desc=f"BP twin epoch {epoch}/{t.epochs}", leave=False,
                           disable=not progress, unit="batch"):
             idx = order[start: start + bs]
-            out = model.forward(x_train[idx])
+            x = x_train[idx]
+            if scenario.data.shift or scenario.data.flip:  # the EP run's augmented images, draw for draw
+                x = torch.from_numpy(augmented(scenario.data, x.numpy(), rng["augment"]))
+            out = model.forward(x)
             loss = loss_of(out, y_train[idx])
             opt.zero_grad()
             loss.backward()

@@ -17,7 +17,7 @@ from typing import Any, Union
 import yaml
 
 import device_models
-from crossbar_sim.data import DATASETS, REGRESSION
+from crossbar_sim.data import DATASETS, IMAGE_SHAPES, REGRESSION
 from device_models.presets import PRESETS
 from networks.activations import ACTIVATIONS, make_activation
 from networks.conv_net import conv_net
@@ -46,6 +46,10 @@ class DataConfig:
     train_limit: int | None = spec(None, lo=1)
     test_limit: int | None = spec(None, lo=1)  # first N test samples only, for quick probes
     eval_batch_size: int = spec(500, lo=1)
+    # augmentation of the training batches (image sets only; crossbar_sim/augment.py): random translations by
+    # up to ``shift`` pixels along each axis with zero fill, and left-right flips with probability 1/2
+    shift: int = spec(0, lo=0)
+    flip: bool = False
 
 
 IMAGE_NETS = ("hopfield_resnet", "conv_net")  # kinds built on image-shaped inputs; sizes are [inputs, classes]
@@ -237,6 +241,7 @@ class Scenario:
         if self.data.name in REGRESSION and self.ep.loss != "mse":
             raise ConfigError(f"ep.loss: {self.data.name} is a regression set; its output layer is a state nudged "
                               f"by the squared error, so use loss: mse, not {self.ep.loss}")
+        self._check_augmentation()
         t = self.train
         if (t.momentum > 0 or t.weight_decay > 0 or t.clip_norm) and self.hardware.update.mode == "pulse_trains":
             raise ConfigError("train.momentum / train.weight_decay / train.clip_norm: pulse trains write each "
@@ -250,6 +255,17 @@ class Scenario:
         if isinstance(self.train.lr, list) and self.network.kind != "hopfield_resnet" and len(self.train.lr) != n_mats:
             raise ConfigError(f"train.lr: expected one rate per layer pair ({n_mats}: the matrix into each layer), "
                               f"got {len(self.train.lr)}")
+
+    def _check_augmentation(self) -> None:
+        d = self.data
+        if not (d.shift or d.flip):
+            return
+        if d.name not in IMAGE_SHAPES:
+            raise ConfigError(f"data.shift / data.flip: {d.name!r} is not an image data set (augmentation works "
+                              f"on {', '.join(IMAGE_SHAPES)})")
+        _, h, w = IMAGE_SHAPES[d.name]
+        if d.shift >= min(h, w):
+            raise ConfigError(f"data.shift: {d.shift} moves a {h}x{w} image off its frame; use at most {min(h, w) - 1}")
 
     def _check_image_net(self) -> None:
         net = self.network

@@ -24,6 +24,7 @@ import numpy as np
 
 DATASETS = ("digits", "wine", "diabetes", "mnist", "fashion-mnist")
 REGRESSION = ("diabetes",)  # the rest are classification sets
+IMAGE_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28)}  # (C, H, W) of a row
 
 IDX_FILES = (
     "train-images-idx3-ubyte.gz",

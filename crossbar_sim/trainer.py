@@ -15,7 +15,8 @@ from tqdm import tqdm
 from crossbar_sim import blas
 from crossbar_sim.config import ConfigError, Scenario
 from crossbar_sim.costs import energy_j
-from crossbar_sim.data import Dataset
+from crossbar_sim.augment import augment
+from crossbar_sim.data import IMAGE_SHAPES, Dataset
 from crossbar_sim.diagnostics import Diagnostics
 from crossbar_sim.engine import OPS, Engine
 from crossbar_sim.ep import EPStep, SimulationError
@@ -28,13 +29,20 @@ from networks.layered import LayeredNetwork
 from networks.resnet import hopfield_resnet
 from networks.small_world import small_world
 
-STREAMS = ("init", "order", "device", "ep", "write", "topology")  # append only: each keeps its numbers
+STREAMS = ("init", "order", "device", "ep", "write", "topology", "augment")  # append only: each keeps its numbers
 
 
 def streams(seed: int) -> dict[str, np.random.Generator]:
     """Independent generators for each use, all derived from the run's one seed."""
     children = np.random.SeedSequence(seed).spawn(len(STREAMS))
     return {name: np.random.default_rng(child) for name, child in zip(STREAMS, children)}
+
+
+def augmented(data_cfg, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The training batch ``x`` as the scenario's ``data.shift`` / ``data.flip`` augment it (as is without)."""
+    if not (data_cfg.shift or data_cfg.flip):
+        return x
+    return augment(x, IMAGE_SHAPES[data_cfg.name], data_cfg.shift, data_cfg.flip, rng)
 
 
 def build_network(scenario: Scenario, rng: np.random.Generator) -> Network:
@@ -216,7 +224,8 @@ class Trainer:
         """Continue from :meth:`state` of a trainer built from the same scenario and data."""
         self.engine.load_state(state["engine"])
         for name, g in self.rng.items():
-            g.bit_generator.state = state["rng"][name]
+            if name in state["rng"]:  # a checkpoint from before a stream was added leaves that one fresh
+                g.bit_generator.state = state["rng"][name]
         self.counters = Counters(**state["counters"])
         if self.particles is not None:
             self.particles[:] = state["particles"]
@@ -251,7 +260,7 @@ class Trainer:
         score (summed over its samples); errors name ``where``."""
         self._epoch = epoch
         data, sc = self.data, self.scenario
-        x = data.x_train[idx]
+        x = augmented(sc.data, data.x_train[idx], self.rng["augment"])
         y = data.targets(data.y_train[idx]) if self.soft_targets is None else self.soft_targets[idx]
         if self.particles is not None:
             S0 = self.engine.to_flat(self.particles[idx])
