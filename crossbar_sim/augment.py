@@ -3,7 +3,8 @@
 The Hopfield-ResNet code trains Fashion-MNIST with random crops of the zero-padded image and flips; random
 translations by up to ``shift`` pixels with zero fill are the same thing for a crop of the original size.
 Augmentation acts on training batches only, never on the test set, and draws from the run's ``augment``
-generator, so the same seed gives the same images (the BP twin draws the same ones).
+generator, so the same seed gives the same images (the BP twin draws the same ones). The training accuracy a run
+reports is scored on the augmented images its free phases saw.
 """
 from __future__ import annotations
 
