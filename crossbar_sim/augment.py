@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 
 
-
 def augment(x: np.ndarray, shape: tuple[int, int, int], shift: int, flip: bool,
             rng: np.random.Generator) -> np.ndarray:
     """A new batch: each flat image of ``x`` (``(B, C*H*W)``) moved by offsets drawn uniformly from

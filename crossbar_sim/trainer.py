@@ -13,9 +13,9 @@ import numpy as np
 from tqdm import tqdm
 
 from crossbar_sim import blas
+from crossbar_sim.augment import augment
 from crossbar_sim.config import ConfigError, Scenario
 from crossbar_sim.costs import energy_j
-from crossbar_sim.augment import augment
 from crossbar_sim.data import IMAGE_SHAPES, Dataset
 from crossbar_sim.diagnostics import Diagnostics
 from crossbar_sim.engine import OPS, Engine
