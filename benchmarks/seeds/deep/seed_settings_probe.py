@@ -5,7 +5,8 @@ standardises Fashion-MNIST pixels, ``(x - 0.2860) / 0.3530``, draws each layer's
 U[-0.5 / sqrt(fan_in), +0.5 / sqrt(fan_in)], and clips the global gradient norm at 1.0. Only the last is a
 scenario setting here (``train.clip_norm``); this probe adds the other two to the twin's data and initial
 weights, in this process only, and trains the twin of ``fmnist_resnet13.yaml`` for one epoch on 12,000 images
-for each combination given. One Markdown row per combination (with ``--epochs`` and ``--train-limit``: longer training) on stdout (and in ``--out``).
+for each combination given (``--epochs`` and ``--train-limit`` train longer). One Markdown row per combination on
+stdout (and in ``--out``).
 
 Usage: python benchmarks/seeds/deep/seed_settings_probe.py --out FILE.md
            --case NORM,BIAS,CLIP,LOSS,GAIN,LR [--case ...]
@@ -47,7 +48,8 @@ def with_biases(bound: float):
 
 def run_case(norm: bool, bias: float, clip: float, loss: str, gain: float, lr: float, data, epochs: int = 1,
              train_limit: int = 12000) -> dict:
-    sets = [f"data.train_limit={train_limit or 'null'}", f"train.epochs={epochs}", f"network.init_gain={gain}", f"ep.loss={loss}",
+    sets = [f"data.train_limit={train_limit or 'null'}", f"train.epochs={epochs}", f"network.init_gain={gain}",
+            f"ep.loss={loss}",
             f"train.lr={lr}"] + ([f"train.clip_norm={clip}"] if clip > 0 else [])
     sc = load_scenario(SCENARIO, overrides=sets)
     if norm:
