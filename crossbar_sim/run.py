@@ -58,7 +58,9 @@ def run_scenario(scenario: Scenario, out: str | Path, progress: bool = True, ech
 
     A checkpoint and ``history.csv`` (the epochs so far) are written after every epoch; with ``resume`` the run
     continues from the checkpoint in ``out`` (the scenario must be the one it was started with).
-    ``metrics.json`` is written last, so its presence marks a finished run.
+    ``metrics.json`` is written last, so its presence marks a finished run. A finished part's trained state
+    (weights, devices, clock, RNG streams) stays in the checkpoint under ``final``, for tools that study the
+    trained network (``Trainer.load_state`` reads it).
 
     Returns:
         The metrics written to ``metrics.json``.
@@ -76,6 +78,7 @@ def run_scenario(scenario: Scenario, out: str | Path, progress: bool = True, ech
     if scenario.compare_ideal and not model.ideal:
         plan.append(("ideal", get_model("ideal")()))
     done = saved["done"] if saved else {}  # part name -> summary with history, for the parts finished
+    final = saved.get("final", {}) if saved else {}  # part name -> its trainer's state after the last epoch
     for name, m in plan:
         if name in done:
             m = report.metric_of(done[name])
@@ -92,9 +95,11 @@ def run_scenario(scenario: Scenario, out: str | Path, progress: bool = True, ech
             # The epochs so far as plain CSV, so that a run in progress can be followed (and read) without its pickle;
             # written first, so it never lags the checkpoint (a resume rewrites it).
             report.write_history(out, {**{k: v["history"] for k, v in done.items()}, n: t.counters.history})
-            checkpoint.save(out, {"scenario": scenario.to_dict(), "done": done, "current": n, "trainer": t.state()})
+            checkpoint.save(out, {"scenario": scenario.to_dict(), "done": done, "final": final, "current": n,
+                                  "trainer": t.state()})
 
         trainer.fit(on_epoch=on_epoch)
+        final[name] = trainer.state()  # before any eval_delay drift below
         summary = _summary(trainer)
         delay = scenario.hardware.time.eval_delay
         if delay > 0:
@@ -108,7 +113,8 @@ def run_scenario(scenario: Scenario, out: str | Path, progress: bool = True, ech
         if name == "crossbar":
             report.plot_corrections(out, trainer.network.sizes, trainer.network.edges,
                                     trainer.diag.mean_abs_corrections(), f"{scenario.name}: {model.name}, mean |dW|")
-        checkpoint.save(out, {"scenario": scenario.to_dict(), "done": done, "current": None, "trainer": None})
+        checkpoint.save(out, {"scenario": scenario.to_dict(), "done": done, "final": final, "current": None,
+                              "trainer": None})
     metrics = {"name": scenario.name, "seed": scenario.seed, "device": model.name, **done["crossbar"]}
     if "ideal" in done:
         metrics["ideal"] = done["ideal"]

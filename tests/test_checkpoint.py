@@ -16,6 +16,7 @@ from crossbar_sim.cli import main
 from crossbar_sim.config import load_scenario
 from crossbar_sim.run import dataset_for
 from crossbar_sim.trainer import Trainer
+from device_models import get_model
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "scenarios" / "quickstart.yaml"
@@ -159,3 +160,24 @@ def test_checkpoint_files_are_replaced_atomically(tmp_path):
     state = pickle.loads((out / "checkpoint.pkl").read_bytes())
     assert set(state["done"]) == {"crossbar", "ideal"} and state["current"] is None
     assert oct(os.stat(out / "metrics.json").st_mode & 0o077) != oct(0)  # not mkstemp's private mode
+
+
+def test_a_finished_run_keeps_its_trained_state(tmp_path):
+    """The checkpoint of a finished run holds each part's state after its last epoch: loaded into a fresh
+    trainer, it gives the test accuracy that metrics.json reports."""
+    out = tmp_path / "r"
+    assert main(["run", str(QUICKSTART), "--out", str(out), "--quiet", "--set", "train.epochs=2",
+                 "--set", "data.train_limit=300"]) == 0
+    state = pickle.loads((out / "checkpoint.pkl").read_bytes())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(state["final"]) == {"crossbar", "ideal"}
+    sc = load_scenario(out / "config.yaml")
+    data = dataset_for(sc)
+    for part, model, reported in [("crossbar", sc.hardware.device.build(), metrics["test_accuracy"]),
+                                  ("ideal", get_model("ideal")(), metrics["ideal"]["test_accuracy"])]:
+        trainer = Trainer(sc, data, model, label=part, progress=False)
+        initial = trainer.engine.weights()
+        trainer.load_state(state["final"][part])
+        assert len(trainer.counters.history) == 2
+        assert trainer.evaluate(data.x_test, data.y_test) == pytest.approx(reported, abs=1e-12)
+        assert not all(np.array_equal(a, b) for a, b in zip(initial, trainer.engine.weights()))  # trained weights

@@ -1,11 +1,11 @@
 """How close the EP estimate at practical settings is to its small-beta limit, block by block, at a run's
 weights.
 
-Loads the checkpoint of a running or stopped run (its scenario and its weights after the last finished epoch;
-a finished run keeps none), or a scenario file (its initial weights; ``--set`` overrides apply), takes ``--batch``
-training samples, and computes the centered EP estimate for several (beta, free steps, nudged steps), all with
-tol 0 (every step run), against a reference at beta ``--ref-beta`` with long phases (and a second reference at
-2.5 times that beta, to show the reference itself is settled). Prints, per setting and block, the cosine to the
+Loads the checkpoint of a run (its scenario and its weights after the last finished epoch; for a finished run, the
+crossbar part's trained state), or a scenario file (its initial weights; ``--set`` overrides apply), takes
+``--batch`` training samples, and computes the centered EP estimate for several (beta, free steps, nudged steps),
+all with tol 0 (every step run), against a reference at beta ``--ref-beta`` with long phases (and a second reference
+at 2.5 times that beta, to show the reference itself is settled). Prints, per setting and block, the cosine to the
 reference and the norm ratio, and writes the table to ``--out``.
 
     python benchmarks/seeds/deep/ep_fidelity.py benchmarks/results/deep/conv_ideal_sgd
@@ -64,10 +64,11 @@ def main() -> None:
     trainer = Trainer(sc, data, sc.hardware.device.build(), progress=False)
     if not at_init:
         state = pickle.loads((run / "checkpoint.pkl").read_bytes())
-        if state.get("trainer") is None:
-            raise SystemExit(f"{run}: the run has finished, and a finished run's checkpoint keeps no weights; use a "
-                             "copy of its checkpoint taken while it ran (after the epoch to study)")
-        trainer.load_state(state["trainer"])
+        saved = state.get("trainer") or state.get("final", {}).get("crossbar")
+        if saved is None:
+            raise SystemExit(f"{run}: the run finished before checkpoints kept the trained state; use a copy of its "
+                             "checkpoint taken while it ran (after the epoch to study)")
+        trainer.load_state(saved)
     epochs = len(trainer.counters.history)
     eng = trainer.engine
     B = args.batch
