@@ -53,6 +53,32 @@ def dataset_for(scenario: Scenario):
     return dataset
 
 
+def load_run(out: str | Path, part: str = "crossbar", overrides: list[str] | tuple = ()) -> Trainer:
+    """A trainer holding a run's network as its checkpoint left it: trained, for a finished run; after its last
+    finished epoch, for one still running or stopped. ``overrides`` (``KEY=VALUE``) change the scenario for what
+    follows, e.g. ``ep.free_steps`` for a longer settle at inference; the network's shape must stay the same."""
+    out = Path(out)
+    if not (out / "config.yaml").is_file():
+        raise ConfigError(f"{out}: not a run directory (no config.yaml)")
+    saved = checkpoint.load(out)
+    if saved is None:
+        raise checkpoint.CheckpointError(f"{out}: no {checkpoint.FILE} (the run has not finished an epoch)")
+    state = saved.get("final", {}).get(part) or (saved["trainer"] if saved["current"] == part else None)
+    if state is None:
+        raise checkpoint.CheckpointError(f"{out / checkpoint.FILE}: no state of the {part!r} part (a run finished "
+                                         "before checkpoints kept trained states, or a part not run yet)")
+    scenario = load_scenario(out / "config.yaml", list(overrides))
+    if scenario.to_dict()["network"] != saved["scenario"]["network"]:
+        raise ConfigError(f"{out}: overrides may not change the trained network (network.*): {list(overrides)}")
+    model = scenario.hardware.device.build() if part == "crossbar" else get_model("ideal")()
+    trainer = Trainer(scenario, dataset_for(scenario), model, label=part, progress=False)
+    try:
+        trainer.load_state(state)
+    except (ValueError, KeyError) as exc:  # e.g. another tile size: arrays of other shapes
+        raise ConfigError(f"{out}: the overrides {list(overrides)} do not fit the trained state ({exc})") from None
+    return trainer
+
+
 def run_scenario(scenario: Scenario, out: str | Path, progress: bool = True, echo=print, resume: bool = False) -> dict:
     """Train the scenario's crossbar network (and its ideal twin when ``compare_ideal``); write ``out``.
 

@@ -194,6 +194,7 @@ class Trainer:
         self.velocity = ([np.zeros(a.W_view.shape) for a in self.engine.arrays]
                          if scenario.train.momentum > 0 else None)
         self.counters = Counters()
+        self.eval_mean_steps = 0.0  # mean relaxation steps per sample in the last evaluate()
         self._epoch = 1  # the epoch being trained (the learning-rate schedule's position)
         n_train = len(dataset.x_train)
         self.particles = (np.zeros((n_train, self.engine.state_size()), dtype=np.float32)
@@ -324,10 +325,12 @@ class Trainer:
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> float:
         """Accuracy of the free equilibrium's prediction on (x, y); for regression, its mean half squared
-        error (``self.metric`` names which)."""
+        error (``self.metric`` names which). ``self.eval_mean_steps`` is left holding the mean number of
+        relaxation steps a sample took."""
         eng, ep = self.engine, self.scenario.ep
         bs = self.scenario.data.eval_batch_size
         score = 0.0
+        sample_steps = 0
         for start in range(0, len(x), bs):
             xb = x[start: start + bs]
             B = len(xb)
@@ -336,7 +339,9 @@ class Trainer:
             res = eng.settle(eng.input_dac(xb), dummy, S, 0.0, ep.free_steps, ep.dynamics, ep.tol, ep.eps,
                              omega=ep.omega)
             self.counters.eval_ops += eng.phase_ops(res, B, nudged=False) + eng.readout_ops(B)
+            sample_steps += res.sample_steps
             score += self._score(eng.outputs(S, B), y[start: start + bs])
+        self.eval_mean_steps = sample_steps / len(x)
         return score / len(x)
 
     def fit(self, on_epoch=None) -> list[dict]:

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from crossbar_sim.cli import main
-from crossbar_sim.config import load_scenario
-from crossbar_sim.run import dataset_for
+from crossbar_sim.config import ConfigError, load_scenario
+from crossbar_sim.run import dataset_for, load_run
 from crossbar_sim.trainer import Trainer
 from device_models import get_model
 
@@ -163,21 +163,25 @@ def test_checkpoint_files_are_replaced_atomically(tmp_path):
 
 
 def test_a_finished_run_keeps_its_trained_state(tmp_path):
-    """The checkpoint of a finished run holds each part's state after its last epoch: loaded into a fresh
-    trainer, it gives the test accuracy that metrics.json reports."""
+    """The checkpoint of a finished run holds each part's state after its last epoch: ``load_run`` rebuilds the
+    trained network, which gives the test accuracy that metrics.json reports."""
     out = tmp_path / "r"
     assert main(["run", str(QUICKSTART), "--out", str(out), "--quiet", "--set", "train.epochs=2",
                  "--set", "data.train_limit=300"]) == 0
-    state = pickle.loads((out / "checkpoint.pkl").read_bytes())
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(state["final"]) == {"crossbar", "ideal"}
     sc = load_scenario(out / "config.yaml")
-    data = dataset_for(sc)
-    for part, model, reported in [("crossbar", sc.hardware.device.build(), metrics["test_accuracy"]),
-                                  ("ideal", get_model("ideal")(), metrics["ideal"]["test_accuracy"])]:
-        trainer = Trainer(sc, data, model, label=part, progress=False)
-        initial = trainer.engine.weights()
-        trainer.load_state(state["final"][part])
+    for part, reported in [("crossbar", metrics["test_accuracy"]), ("ideal", metrics["ideal"]["test_accuracy"])]:
+        trainer = load_run(out, part)
         assert len(trainer.counters.history) == 2
-        assert trainer.evaluate(data.x_test, data.y_test) == pytest.approx(reported, abs=1e-12)
+        assert trainer.evaluate(trainer.data.x_test, trainer.data.y_test) == pytest.approx(reported, abs=1e-12)
+        model = sc.hardware.device.build() if part == "crossbar" else get_model("ideal")()
+        initial = Trainer(sc, trainer.data, model, label=part, progress=False).engine.weights()
         assert not all(np.array_equal(a, b) for a, b in zip(initial, trainer.engine.weights()))  # trained weights
+    longer = load_run(out, "ideal", ["ep.free_steps=40"])  # an inference setting may change, the shape not
+    assert longer.scenario.ep.free_steps == 40
+    longer.evaluate(longer.data.x_test[:50], longer.data.y_test[:50])
+    assert 0 < longer.eval_mean_steps <= 40
+    with pytest.raises(ConfigError, match="network"):
+        load_run(out, "ideal", ["network.sizes=[64,20,10]"])
+    with pytest.raises(ConfigError, match="no config.yaml"):
+        load_run(tmp_path, "ideal")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import pickle
 import platform
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import numpy as np
 
 from crossbar_sim.config import load_scenario
 from crossbar_sim.ep import EPStep
-from crossbar_sim.run import dataset_for
+from crossbar_sim.run import dataset_for, load_run
 from crossbar_sim.trainer import Trainer
 
 SETTINGS = [  # (beta, free steps, nudged steps)
@@ -47,7 +46,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", help="a run directory with config.yaml and checkpoint.pkl, or a scenario file")
     ap.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
-                    help="with a scenario file: overrides")
+                    help="overrides of the scenario (the network's shape must stay the same for a run)")
     ap.add_argument("--batch", type=int, default=200)
     ap.add_argument("--ref-beta", type=float, default=0.02)
     ap.add_argument("--ref-steps", type=int, default=300)
@@ -59,16 +58,13 @@ def main() -> None:
     at_init = run.is_file()
     if at_init and not args.out:
         raise SystemExit("--out is needed with a scenario file")
-    sc = load_scenario(run if at_init else run / "config.yaml", args.overrides)
-    data = dataset_for(sc)
-    trainer = Trainer(sc, data, sc.hardware.device.build(), progress=False)
-    if not at_init:
-        state = pickle.loads((run / "checkpoint.pkl").read_bytes())
-        saved = state.get("trainer") or state.get("final", {}).get("crossbar")
-        if saved is None:
-            raise SystemExit(f"{run}: the run finished before checkpoints kept the trained state; use a copy of its "
-                             "checkpoint taken while it ran (after the epoch to study)")
-        trainer.load_state(saved)
+    if at_init:
+        sc = load_scenario(run, args.overrides)
+        trainer = Trainer(sc, dataset_for(sc), sc.hardware.device.build(), progress=False)
+    else:
+        trainer = load_run(run, overrides=args.overrides)
+        sc = trainer.scenario
+    data = trainer.data
     epochs = len(trainer.counters.history)
     eng = trainer.engine
     B = args.batch
