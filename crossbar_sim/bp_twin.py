@@ -72,16 +72,21 @@ class FeedForward:
         return self._block(net.edges[-1], Ws[-1], s[net.n_state_layers])
 
 
-def train_bp(scenario: Scenario, data: Dataset, progress: bool = True, on_epoch=None) -> dict:
+def train_bp(scenario: Scenario, data: Dataset, progress: bool = True, on_epoch=None,
+             train_logits: bool = False) -> dict:
     """Train the scenario's network with backprop; returns ``{"history": [...], "test_accuracy", ...}``.
 
     ``on_epoch(row)`` is called after each epoch with ``epoch``, ``train_accuracy`` (running, during the
-    epoch), ``test_accuracy`` and ``seconds``.
+    epoch), ``test_accuracy`` and ``seconds``. With ``train_logits`` (a softmax readout only) the result also
+    holds ``"train_logits"``: the trained twin's logits of every training image, unaugmented, in the data set's
+    order, shape (training samples, classes), float32: a teacher for ``ep.distill.logits``.
     """
     from tqdm import tqdm
 
     if data.regression:
         raise ValueError(f"the BP twin scores classification; {data.name} is a regression set")
+    if train_logits and scenario.ep.loss != "cross_entropy":
+        raise ValueError("teacher logits come from a softmax readout: set ep.loss=cross_entropy")
     torch = _torch()
     torch.manual_seed(scenario.seed)
     rng = streams(scenario.seed)
@@ -124,13 +129,21 @@ def train_bp(scenario: Scenario, data: Dataset, progress: bool = True, on_epoch=
                 torch.nn.utils.clip_grad_norm_(model.params, t.clip_norm)
             opt.step()
             correct += int((out.argmax(1) == y_train[idx]).sum())
-        with torch.no_grad():
-            pred = np.concatenate([model.forward(x_test[i: i + 1000]).argmax(1).numpy()
-                                   for i in range(0, len(x_test), 1000)])
+        pred = _outputs(model, x_test).argmax(1)
         row = {"epoch": epoch, "train_accuracy": correct / len(x_train),
                "test_accuracy": float((pred == y_test).mean()), "seconds": time.perf_counter() - t0}
         history.append(row)
         if on_epoch is not None:
             on_epoch(row)
-    return {"history": history, "test_accuracy": history[-1]["test_accuracy"],
-            "train_accuracy": history[-1]["train_accuracy"], "wall_seconds": time.perf_counter() - t0}
+    result = {"history": history, "test_accuracy": history[-1]["test_accuracy"],
+              "train_accuracy": history[-1]["train_accuracy"], "wall_seconds": time.perf_counter() - t0}
+    if train_logits:
+        result["train_logits"] = _outputs(model, x_train).astype(np.float32)
+    return result
+
+
+def _outputs(model: FeedForward, x, chunk: int = 1000) -> np.ndarray:
+    """The model's outputs for every row of ``x`` (a torch tensor), without gradients, in chunks."""
+    torch = _torch()
+    with torch.no_grad():
+        return np.concatenate([model.forward(x[i: i + chunk]).numpy() for i in range(0, len(x), chunk)])

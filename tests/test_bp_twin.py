@@ -91,3 +91,28 @@ def test_the_twin_clips_the_gradient_norm():
     data = dataset_for(clipped)
     assert train_bp(clipped, data, progress=False)["test_accuracy"] == \
         train_bp(frozen, data, progress=False)["test_accuracy"] < 0.5
+
+
+def test_the_twin_writes_its_training_logits_as_a_teacher(tmp_path):
+    """--logits: the trained twin's logits of the training set, in the data set's order; their argmax scores
+    the training set far above chance (so the rows are in order), and an EP run reads them as its teacher."""
+    from crossbar_sim.bp_twin import train_bp
+    from crossbar_sim.cli import main
+    from crossbar_sim.run import dataset_for
+
+    over = ["train.epochs=2", "ep.loss=cross_entropy", "network.sizes=[64, 100, 10]", "data.train_limit=400"]
+    sc = load_scenario("scenarios/quickstart.yaml", overrides=over)
+    data = dataset_for(sc)
+    result = train_bp(sc, data, progress=False, train_logits=True)
+    z = result["train_logits"]
+    assert z.shape == (400, 10) and z.dtype == np.float32
+    assert (z.argmax(1) == data.y_train).mean() > 0.5  # chance 0.1: rows in any other order would score it
+    plain = train_bp(sc, data, progress=False)  # asking for the logits changes nothing else
+    assert [r["test_accuracy"] for r in plain["history"]] == [r["test_accuracy"] for r in result["history"]]
+    with pytest.raises(ValueError, match="cross_entropy"):
+        train_bp(load_scenario("scenarios/quickstart.yaml", overrides=over[:1]), data, progress=False,
+                 train_logits=True)
+    teacher = tmp_path / "teacher.npy"
+    np.save(teacher, z)
+    assert main(["run", "scenarios/quickstart.yaml", "--quiet", "--out", str(tmp_path / "student"), "--set",
+                 f"ep.distill.logits={teacher}", *[f"--set={o}" for o in over[1:]], "--set", "train.epochs=1"]) == 0

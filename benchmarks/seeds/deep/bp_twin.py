@@ -2,7 +2,10 @@
 ``metrics.json`` and ``history.csv`` to ``--out``: the "BP" column next to EP in the seeds' tables.
 
     python benchmarks/seeds/deep/bp_twin.py benchmarks/seeds/deep/fmnist_conv.yaml --out benchmarks/results/deep/conv_bp
-        [--set key=value ...]
+        [--set key=value ...] [--logits teacher.npy]
+
+``--logits FILE`` also writes the trained twin's logits of the training set (a softmax readout only), the
+teacher that ``ep.distill.logits`` reads.
 """
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ import csv
 import json
 import platform
 from pathlib import Path
+
+import numpy as np
 
 from crossbar_sim.bp_twin import train_bp
 from crossbar_sim.config import load_scenario
@@ -23,6 +28,8 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--logits", default=None, metavar="FILE",
+                    help="write the trained twin's logits of the training set here (.npy), for ep.distill.logits")
     args = ap.parse_args()
     if args.threads:
         import torch
@@ -35,7 +42,10 @@ def main() -> None:
         print(f"BP twin epoch {row['epoch']:3d}  train accuracy {row['train_accuracy']:.4f}  "
               f"test accuracy {row['test_accuracy']:.4f}  ({row['seconds']:.0f} s)", flush=True)
 
-    result = train_bp(scenario, dataset_for(scenario), on_epoch=on_epoch)
+    result = train_bp(scenario, dataset_for(scenario), on_epoch=on_epoch, train_logits=bool(args.logits))
+    if args.logits:
+        np.save(args.logits, result.pop("train_logits"))
+        result["logits"] = args.logits
     result.update(scenario=args.scenario, overrides=args.overrides, threads=args.threads,
                   machine=platform.processor() or platform.machine())
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
