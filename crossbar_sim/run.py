@@ -68,7 +68,8 @@ def load_run(out: str | Path, part: str = "crossbar", overrides: list[str] | tup
         raise checkpoint.CheckpointError(f"{out / checkpoint.FILE}: no state of the {part!r} part (a run finished "
                                          "before checkpoints kept trained states, or a part not run yet)")
     scenario = load_scenario(out / "config.yaml", list(overrides))
-    if scenario.to_dict()["network"] != saved["scenario"]["network"]:
+    trained = load_scenario(raw=saved["scenario"]).to_dict()  # resolved again: keys added since take defaults
+    if scenario.to_dict()["network"] != trained["network"]:
         raise ConfigError(f"{out}: overrides may not change the trained network (network.*): {list(overrides)}")
     model = scenario.hardware.device.build() if part == "crossbar" else get_model("ideal")()
     trainer = Trainer(scenario, dataset_for(scenario), model, label=part, progress=False)
