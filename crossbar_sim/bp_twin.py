@@ -58,18 +58,26 @@ class FeedForward:
             out = F.max_pool2d(out, g.pool)
         return out.reshape(len(s), -1)
 
-    def forward(self, x):
-        """Outputs for a batch ``x`` (torch float32): the last state layer (MSE) or the readout's logits."""
+    def _masked(self):
+        return [W if m is None else W * m for W, m in zip(self.params, self.masks)]
+
+    def layers(self, x, Ws=None) -> list:
+        """The state layers 1 .. L for a batch ``x``: each the clipped sum of its blocks from below."""
         net = self.network
-        hi = net.activation.bound
-        Ws = [W if m is None else W * m for W, m in zip(self.params, self.masks)]
+        Ws = self._masked() if Ws is None else Ws
         s = {0: x}
         for l in range(1, net.n_state_layers + 1):
             pre = sum(self._block(e, W, s[e.src]) for e, W in zip(net.edges, Ws) if e.dst == l)
-            s[l] = self.torch.clamp(pre, 0.0, hi)
-        if net.readout == "state":
-            return s[net.n_state_layers]
-        return self._block(net.edges[-1], Ws[-1], s[net.n_state_layers])
+            s[l] = self.torch.clamp(pre, 0.0, net.activation.bound)
+        return [s[l] for l in range(1, net.n_state_layers + 1)]
+
+    def forward(self, x):
+        """Outputs for a batch ``x`` (torch float32): the last state layer (MSE) or the readout's logits."""
+        Ws = self._masked()
+        top = self.layers(x, Ws)[-1]
+        if self.network.readout == "state":
+            return top
+        return self._block(self.network.edges[-1], Ws[-1], top)
 
 
 def train_bp(scenario: Scenario, data: Dataset, progress: bool = True, on_epoch=None,
@@ -91,7 +99,8 @@ def train_bp(scenario: Scenario, data: Dataset, progress: bool = True, on_epoch=
     torch.manual_seed(scenario.seed)
     rng = streams(scenario.seed)
     network = build_network(scenario, rng["topology"])
-    model = FeedForward(network, initial_weights(network, scenario.network.init_gain, rng["init"]))
+    model = FeedForward(network, initial_weights(network, scenario.network.init_gain, rng["init"],
+                                                 scenario.network.skip_gain))
     t = scenario.train
     groups = [{"params": [p], "lr": lr} for p, lr in zip(model.params, block_rates(network, t.lr))]
     opt = torch.optim.SGD(groups, momentum=t.momentum, nesterov=t.nesterov, weight_decay=t.weight_decay)
@@ -127,6 +136,12 @@ def train_bp(scenario: Scenario, data: Dataset, progress: bool = True, on_epoch=
             loss.backward()
             if t.clip_norm is not None:
                 torch.nn.utils.clip_grad_norm_(model.params, t.clip_norm)
+            if t.relative_steps:  # as the EP write-back: each block's gradient scaled to its weights' norm
+                with torch.no_grad():
+                    for p in model.params:
+                        gn = p.grad.norm()
+                        if gn > 0:
+                            p.grad.mul_(p.norm() / gn)
             opt.step()
             correct += int((out.argmax(1) == y_train[idx]).sum())
         pred = _outputs(model, x_test).argmax(1)

@@ -86,6 +86,9 @@ class NetworkConfig:
     # multiplies the initial weights (Glorot bounds): deep networks with feedback and a wide box (relu6) relax
     # to saturated, slowly converging states at gain 1
     init_gain: float = spec(1.0, lo=0.0, lo_open=True)
+    # multiplies the layer-skipping blocks' initial weights once more (the ResNet's skips, a small-world
+    # network's skip connections): a deep ResNet may start with its 3x3 path weak and its skips strong
+    skip_gain: float = spec(1.0, lo=0.0, lo_open=True)
 
 
 @dataclass
@@ -138,6 +141,11 @@ class TrainConfig:
     # global L2 norm the batch's EP estimate (every block and bias row together) is scaled down to, before
     # weight decay and momentum (as torch's clip_grad_norm_ before SGD; the Hopfield-ResNet code clips at 1.0)
     clip_norm: Union[float, None] = spec(None, lo=0.0, lo_open=True)
+    # each block's estimate scaled to the norm of the block's weights (as the array reads them, bias row
+    # included) before weight decay and momentum, LARS's trust ratio without its coefficient: the rate becomes
+    # the step's size relative to the weights, the same for a deep block whose states are 1e-3 as for one
+    # whose states are 1. On a chip: two norms per array per batch, computed digitally.
+    relative_steps: bool = False
     schedule: str = spec("constant", choices=("constant", "cosine"))  # of the learning rates, per epoch
 
 
@@ -243,10 +251,14 @@ class Scenario:
                               f"by the squared error, so use loss: mse, not {self.ep.loss}")
         self._check_augmentation()
         t = self.train
-        if (t.momentum > 0 or t.weight_decay > 0 or t.clip_norm) and self.hardware.update.mode == "pulse_trains":
-            raise ConfigError("train.momentum / train.weight_decay / train.clip_norm: pulse trains write each "
-                              "phase's outer products directly, so there is no update to smooth, decay or clip; "
-                              "use update.mode: pulse_count")
+        if ((t.momentum > 0 or t.weight_decay > 0 or t.clip_norm or t.relative_steps)
+                and self.hardware.update.mode == "pulse_trains"):
+            raise ConfigError("train.momentum / train.weight_decay / train.clip_norm / train.relative_steps: pulse "
+                              "trains write each phase's outer products directly, so there is no update to "
+                              "smooth, decay, clip or scale; use update.mode: pulse_count")
+        if t.clip_norm and t.relative_steps:
+            raise ConfigError("train.clip_norm and train.relative_steps: relative steps set every block's norm, "
+                              "so a global clip has nothing left to do; use one of them")
         if t.momentum >= 1.0:
             raise ConfigError(f"train.momentum: expected a value below 1, got {t.momentum}")
         if t.nesterov and t.momentum == 0:

@@ -68,13 +68,15 @@ def build_network(scenario: Scenario, rng: np.random.Generator) -> Network:
         raise ConfigError(f"network.aux: {exc} (this network has state layers 1..{network.n_state_layers})") from None
 
 
-def initial_weights(network: Network, gain: float, rng: np.random.Generator) -> list[np.ndarray]:
-    """The network's initial weights (:meth:`networks.graph.Network.init_weights`) times ``gain`` (biases
-    start at 0 either way)."""
+def initial_weights(network: Network, gain: float, rng: np.random.Generator,
+                    skip_gain: float = 1.0) -> list[np.ndarray]:
+    """The network's initial weights (:meth:`networks.graph.Network.init_weights`) times ``gain``, the
+    layer-skipping blocks' times ``gain * skip_gain`` (biases start at 0 either way)."""
     weights = network.init_weights(rng)
-    if gain != 1.0:
-        for W in weights:
-            W *= gain
+    for e, W in zip(network.edges, weights):
+        g = gain if e.adjacent else gain * skip_gain
+        if g != 1.0:
+            W *= g
     return weights
 
 
@@ -127,6 +129,21 @@ def clip_global_norm(est: list[np.ndarray], max_norm: float | None, masks=None) 
         return est
     scale = max_norm / norm
     return [g * np.asarray(scale, dtype=g.dtype) for g in est]
+
+
+def relative_step(g: np.ndarray, W: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """The block's estimate ``g`` scaled to the norm of its weights ``W`` (``train.relative_steps``), both
+    norms over the existing connections only (``mask`` of the stored shape, or None when dense); zero stays
+    zero."""
+    def norm(a):
+        a = a if mask is None else a[mask]
+        return float(np.sqrt(np.sum(a.astype(np.float64) ** 2)))
+
+    gn = norm(g)
+    if gn == 0.0:
+        return g
+    wn = norm(W)
+    return g * np.asarray(wn / gn, dtype=g.dtype)
 
 
 def half_squared_error(outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -183,7 +200,8 @@ class Trainer:
         hw = scenario.hardware
         t = hw.tile
         periphery = Periphery(t.rows, t.cols, t.dac_bits, t.adc_bits, t.adc_range, t.w_max)
-        weights0 = initial_weights(self.network, scenario.network.init_gain, self.rng["init"])
+        weights0 = initial_weights(self.network, scenario.network.init_gain, self.rng["init"],
+                                   scenario.network.skip_gain)
         pr = hw.program
         self.engine = Engine(self.network, weights0, model, periphery, hw.update.rounding, self.rng["device"],
                              Programming(pr.method, pr.tolerance, pr.max_iterations), hw.update.bl)
@@ -310,10 +328,12 @@ class Trainer:
                 self.diag.record_write(k, lr * g, array.W_view - before)
 
     def _direction(self, k: int, g: np.ndarray, array) -> np.ndarray:
-        """The step of block ``k`` for the EP estimate ``g``: SGD, with weight decay ``g - wd W`` (W as the
-        array reads, bias row included) and momentum ``v = mu v + g``, stepping along ``v`` or, with Nesterov,
-        ``g + mu v``."""
+        """The step of block ``k`` for the EP estimate ``g``: SGD, with relative steps ``g ||W|| / ||g||``
+        (:func:`relative_step`), weight decay ``g - wd W`` (W as the array reads, bias row included) and
+        momentum ``v = mu v + g``, stepping along ``v`` or, with Nesterov, ``g + mu v``."""
         t = self.scenario.train
+        if t.relative_steps:
+            g = relative_step(g, array.W_view, array.mask)
         if t.weight_decay > 0:
             g = g - t.weight_decay * array.W_view
         if self.velocity is None:

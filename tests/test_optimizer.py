@@ -6,7 +6,7 @@ import pytest
 
 from crossbar_sim.config import ConfigError, load_scenario
 from crossbar_sim.run import dataset_for
-from crossbar_sim.trainer import Trainer, clip_global_norm
+from crossbar_sim.trainer import Trainer, clip_global_norm, relative_step
 
 RAW = {"data": {"name": "digits", "train_limit": 128, "batch_size": 32}, "train": {"epochs": 3, "lr": 0.05},
        "ep": {"free_steps": 8, "nudge_steps": 4}}
@@ -59,8 +59,10 @@ def test_momentum_survives_a_checkpoint():
 
 @pytest.mark.parametrize("train,hardware,message", [
     ({"momentum": 0.9}, {"update": {"mode": "pulse_trains"}}, "use update.mode: pulse_count"),
-    ({"clip_norm": 1.0}, {"update": {"mode": "pulse_trains"}}, "train.clip_norm: pulse trains"),
+    ({"clip_norm": 1.0}, {"update": {"mode": "pulse_trains"}}, "train.clip_norm / train.relative_steps: pulse"),
     ({"clip_norm": 0.0}, {}, "train.clip_norm"),
+    ({"relative_steps": True}, {"update": {"mode": "pulse_trains"}}, "train.relative_steps: pulse trains"),
+    ({"relative_steps": True, "clip_norm": 1.0}, {}, "use one of them"),
     ({"momentum": 1.0}, {}, "train.momentum: expected a value below 1"),
     ({"nesterov": True}, {}, "train.nesterov: needs train.momentum > 0"),
 ])
@@ -97,6 +99,19 @@ def test_init_gain_scales_the_initial_weights():
     assert np.abs(a.engine.weights()[0]).max() > 0
 
 
+def test_skip_gain_scales_only_the_layer_skipping_blocks():
+    net = {"kind": "small_world", "sizes": [64, 20, 20, 20, 10], "p": 0.3, "init_gain": 0.5}
+    sc1 = load_scenario(raw={**RAW, "network": net})
+    sc2 = load_scenario(raw={**RAW, "network": {**net, "skip_gain": 3.0}})
+    a = Trainer(sc1, dataset_for(sc1), sc1.hardware.device.build(), progress=False)
+    b = Trainer(sc2, dataset_for(sc2), sc2.hardware.device.build(), progress=False)
+    kinds = [e.adjacent for e in a.network.edges]
+    assert True in kinds and False in kinds
+    for adjacent, x, y in zip(kinds, a.engine.weights(), b.engine.weights()):
+        np.testing.assert_allclose(y, x if adjacent else 3.0 * x, rtol=1e-6)
+        assert np.abs(x).max() > 0
+
+
 def test_clip_global_norm_scales_every_block_by_one_factor():
     rng = np.random.default_rng(3)
     est = [rng.normal(size=(5, 4)).astype(np.float32), rng.normal(size=(3,)).astype(np.float32)]
@@ -124,3 +139,26 @@ def test_clip_norm_bounds_the_written_update():
     tr.train_batch(np.arange(32), 1, "test")
     moved = np.sqrt(sum(((a.W_view - b) ** 2).sum() for a, b in zip(tr.engine.arrays, before)))
     np.testing.assert_allclose(moved, 0.05 * 1e-3, rtol=1e-3)
+
+
+def test_relative_step_takes_the_weights_norm_over_existing_connections():
+    g = np.array([[3.0, 1e6], [4.0, 0.0]], dtype=np.float32)
+    W = np.array([[0.6, 0.0], [0.0, 0.8]], dtype=np.float32)
+    mask = np.array([[True, False], [True, True]])
+    np.testing.assert_allclose(relative_step(g, W, mask), g / 5, rtol=1e-6)  # ||W|| 1, ||g|| 5 where it exists
+    np.testing.assert_allclose(relative_step(g[:, :1], 2 * W[:, :1]), g[:, :1] * 1.2 / 5, rtol=1e-6)
+    zero = np.zeros((2, 2), np.float32)
+    assert relative_step(zero, W) is zero
+
+
+def test_relative_steps_move_every_block_by_lr_times_its_norm():
+    """Ideal devices, no momentum: each block's weights move by lr times their own norm, whatever the scale
+    of its estimate."""
+    sc = load_scenario(raw={**RAW, "network": {"sizes": [64, 30, 20, 10]},
+                            "train": {"epochs": 1, "lr": 0.01, "relative_steps": True}})
+    tr = Trainer(sc, dataset_for(sc), sc.hardware.device.build(), progress=False)
+    before = [a.W_view.astype(np.float64).copy() for a in tr.engine.arrays]
+    tr.train_batch(np.arange(32), 1, "test")
+    for a, b in zip(tr.engine.arrays, before):
+        moved = np.sqrt(((a.W_view - b) ** 2).sum())
+        np.testing.assert_allclose(moved, 0.01 * np.sqrt((b ** 2).sum()), rtol=1e-3)
