@@ -287,8 +287,10 @@ class Scenario:
         if len(net.sizes) != 2 or net.sizes[0] != c * h * w:
             raise ConfigError(f"network.sizes: {net.kind} takes [inputs, classes] with inputs = {c}x{h}x{w} = "
                               f"{c * h * w}, got {net.sizes}")
-        if isinstance(self.train.lr, list) and net.kind == "hopfield_resnet":
-            raise ConfigError("train.lr: hopfield_resnet takes one learning rate")
+        n_layers = 2 * len(net.channels) + 1
+        if isinstance(self.train.lr, list) and net.kind == "hopfield_resnet" and len(self.train.lr) != n_layers:
+            raise ConfigError(f"train.lr: expected one rate per layer ({n_layers}: two per residual block and the "
+                              f"head; a skip takes the rate of the layer it joins), got {len(self.train.lr)}")
         if net.kind == "conv_net":
             try:
                 conv_net(tuple(net.image), net.channels, net.sizes[-1], make_activation("hard_sigmoid"),

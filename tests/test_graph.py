@@ -218,3 +218,20 @@ def test_learning_plot_shows_skip_shares_and_overshoot(tmp_path, monkeypatch):
     report.plot_learning(tmp_path, {"crossbar": {"layers": ["0->1", "1->2"], "epochs": epochs}})
     assert (tmp_path / "learning.png").is_file()
     assert seen["ylim"][0] <= -0.2 and "layer-skipping blocks" in seen["labels"]
+
+
+def test_the_resnet_takes_one_rate_per_layer_and_its_skips_take_their_destinations():
+    from crossbar_sim.config import ConfigError
+    from crossbar_sim.trainer import build_network, streams
+
+    raw = {"data": {"name": "fashion-mnist"},
+           "network": {"kind": "hopfield_resnet", "image": [1, 28, 28], "sizes": [784, 10], "channels": [4, 8],
+                       "activation": "relu6"}}
+    lr = [0.1, 0.2, 0.3, 0.4, 0.5]  # a1, b1, a2, b2, head
+    sc = load_scenario(raw={**raw, "train": {"lr": lr}})
+    net = build_network(sc, streams(0)["topology"])
+    rates = block_rates(net, sc.train.lr)
+    assert [(e.src, e.dst, r) for e, r in zip(net.edges, rates) if not e.adjacent] == [(0, 2, 0.2), (2, 4, 0.4)]
+    assert all(r == lr[e.dst - 1] for r, e in zip(rates, net.edges))
+    with pytest.raises(ConfigError, match=r"train.lr: expected one rate per layer \(5: two per residual block"):
+        load_scenario(raw={**raw, "train": {"lr": lr[:4]}})
