@@ -136,12 +136,13 @@ def train_bp(scenario: Scenario, data: Dataset, progress: bool = True, on_epoch=
             loss.backward()
             if t.clip_norm is not None:
                 torch.nn.utils.clip_grad_norm_(model.params, t.clip_norm)
-            if t.relative_steps:  # as the EP write-back: each block's gradient scaled to its weights' norm
+            if t.relative_steps:  # as the EP write-back: each block's weight rows scaled to their norm
                 with torch.no_grad():
-                    for p in model.params:
-                        gn = p.grad.norm()
+                    for e, p in zip(network.edges, model.params):
+                        rows = len(p) - e.bias
+                        gn = p.grad[:rows].norm()
                         if gn > 0:
-                            p.grad.mul_(p.norm() / gn)
+                            p.grad[:rows] *= p[:rows].norm() / gn
             opt.step()
             correct += int((out.argmax(1) == y_train[idx]).sum())
         pred = _outputs(model, x_test).argmax(1)

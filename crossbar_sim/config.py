@@ -141,10 +141,11 @@ class TrainConfig:
     # global L2 norm the batch's EP estimate (every block and bias row together) is scaled down to, before
     # weight decay and momentum (as torch's clip_grad_norm_ before SGD; the Hopfield-ResNet code clips at 1.0)
     clip_norm: Union[float, None] = spec(None, lo=0.0, lo_open=True)
-    # each block's estimate scaled to the norm of the block's weights (as the array reads them, bias row
-    # included) before weight decay and momentum, LARS's trust ratio without its coefficient: the rate becomes
-    # the step's size relative to the weights, the same for a deep block whose states are 1e-3 as for one
-    # whose states are 1. On a chip: two norms per array per batch, computed digitally.
+    # each block's estimate scaled to the norm of the block's weights (as the array reads them; the bias row
+    # left at the plain rate, as LARS leaves biases out) before weight decay and momentum, LARS's trust ratio
+    # without its coefficient: the rate becomes the step's size relative to the weights, the same for a deep
+    # block whose states are 1e-3 as for one whose states are 1. On a chip: two norms per array per batch,
+    # computed digitally.
     relative_steps: bool = False
     schedule: str = spec("constant", choices=("constant", "cosine"))  # of the learning rates, per epoch
 

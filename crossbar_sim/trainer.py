@@ -131,19 +131,24 @@ def clip_global_norm(est: list[np.ndarray], max_norm: float | None, masks=None) 
     return [g * np.asarray(scale, dtype=g.dtype) for g in est]
 
 
-def relative_step(g: np.ndarray, W: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """The block's estimate ``g`` scaled to the norm of its weights ``W`` (``train.relative_steps``), both
-    norms over the existing connections only (``mask`` of the stored shape, or None when dense); zero stays
-    zero."""
+def relative_step(g: np.ndarray, W: np.ndarray, mask: np.ndarray | None = None, bias: bool = False) -> np.ndarray:
+    """The block's estimate ``g`` with its weight rows scaled to the norm of the weights ``W`` there
+    (``train.relative_steps``), both norms over the existing connections only (``mask`` of the stored shape, or
+    None when dense). A bias row (``bias``: the last row) keeps its plain estimate, as LARS leaves biases out:
+    its input is the bound, not a state, so at a small state scale its estimate would otherwise take all of the
+    block's step. Zero stays zero."""
+    rows = len(g) - bias
+
     def norm(a):
-        a = a if mask is None else a[mask]
+        a = a[:rows] if mask is None else a[:rows][mask[:rows]]
         return float(np.sqrt(np.sum(a.astype(np.float64) ** 2)))
 
     gn = norm(g)
     if gn == 0.0:
         return g
-    wn = norm(W)
-    return g * np.asarray(wn / gn, dtype=g.dtype)
+    out = g.copy()
+    out[:rows] *= np.asarray(norm(W) / gn, dtype=g.dtype)
+    return out
 
 
 def half_squared_error(outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -333,7 +338,7 @@ class Trainer:
         momentum ``v = mu v + g``, stepping along ``v`` or, with Nesterov, ``g + mu v``."""
         t = self.scenario.train
         if t.relative_steps:
-            g = relative_step(g, array.W_view, array.mask)
+            g = relative_step(g, array.W_view, array.mask, self.engine.edges[k].bias)
         if t.weight_decay > 0:
             g = g - t.weight_decay * array.W_view
         if self.velocity is None:

@@ -151,14 +151,23 @@ def test_relative_step_takes_the_weights_norm_over_existing_connections():
     assert relative_step(zero, W) is zero
 
 
+def test_relative_step_leaves_the_bias_row_at_the_plain_rate():
+    g = np.array([[3.0, 0.0], [4.0, 0.0], [100.0, -50.0]], dtype=np.float32)
+    W = np.array([[0.6, 0.0], [0.0, 0.8], [9.0, 9.0]], dtype=np.float32)
+    out = relative_step(g, W, bias=True)
+    np.testing.assert_allclose(out[:2], g[:2] / 5, rtol=1e-6)
+    np.testing.assert_array_equal(out[2], g[2])
+
+
 def test_relative_steps_move_every_block_by_lr_times_its_norm():
-    """Ideal devices, no momentum: each block's weights move by lr times their own norm, whatever the scale
-    of its estimate."""
+    """Ideal devices, no momentum: each block's weight rows move by lr times their own norm, whatever the
+    scale of its estimate; the bias row by lr times its estimate."""
     sc = load_scenario(raw={**RAW, "network": {"sizes": [64, 30, 20, 10]},
                             "train": {"epochs": 1, "lr": 0.01, "relative_steps": True}})
     tr = Trainer(sc, dataset_for(sc), sc.hardware.device.build(), progress=False)
+    assert all(e.bias for e in tr.network.edges)
     before = [a.W_view.astype(np.float64).copy() for a in tr.engine.arrays]
     tr.train_batch(np.arange(32), 1, "test")
     for a, b in zip(tr.engine.arrays, before):
-        moved = np.sqrt(((a.W_view - b) ** 2).sum())
-        np.testing.assert_allclose(moved, 0.01 * np.sqrt((b ** 2).sum()), rtol=1e-3)
+        moved = np.sqrt(((a.W_view[:-1] - b[:-1]) ** 2).sum())
+        np.testing.assert_allclose(moved, 0.01 * np.sqrt((b[:-1] ** 2).sum()), rtol=1e-3)
