@@ -136,13 +136,16 @@ def train_bp(scenario: Scenario, data: Dataset, progress: bool = True, on_epoch=
             loss.backward()
             if t.clip_norm is not None:
                 torch.nn.utils.clip_grad_norm_(model.params, t.clip_norm)
-            if t.relative_steps:  # as the EP write-back: each block's weight rows scaled to their norm
+            if t.relative_steps or t.keep_norm:  # as the EP write-back (Trainer._direction)
                 with torch.no_grad():
-                    for e, p in zip(network.edges, model.params):
+                    for k, (e, p) in enumerate(zip(network.edges, model.params)):
                         rows = len(p) - e.bias
                         gn = p.grad[:rows].norm()
-                        if gn > 0:
+                        if t.relative_steps and gn > 0:  # the weight rows scaled to their norm
                             p.grad[:rows] *= p[:rows].norm() / gn
+                        ww = (p[:rows] ** 2).sum()
+                        if t.keep_norm and k < len(network.state_edges) and ww > 0:  # radial part removed
+                            p.grad[:rows] -= (p.grad[:rows] * p[:rows]).sum() / ww * p[:rows]
             opt.step()
             correct += int((out.argmax(1) == y_train[idx]).sum())
         pred = _outputs(model, x_test).argmax(1)

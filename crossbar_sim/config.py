@@ -147,6 +147,12 @@ class TrainConfig:
     # block whose states are 1e-3 as for one whose states are 1. On a chip: two norms per array per batch,
     # computed digitally.
     relative_steps: bool = False
+    # the blocks inside the dynamics (not the softmax readouts) step only along their weights' sphere: the
+    # radial part of each step (along W, weight rows only) is removed before momentum, so their norms, and with
+    # them the energy's coupling, stay near where they started while their directions learn. A deep energy
+    # model's gradient raises its gain until the relaxation stops settling; this holds it. Digital: one dot
+    # product and one norm per array per batch.
+    keep_norm: bool = False
     schedule: str = spec("constant", choices=("constant", "cosine"))  # of the learning rates, per epoch
 
 
@@ -252,11 +258,11 @@ class Scenario:
                               f"by the squared error, so use loss: mse, not {self.ep.loss}")
         self._check_augmentation()
         t = self.train
-        if ((t.momentum > 0 or t.weight_decay > 0 or t.clip_norm or t.relative_steps)
+        if ((t.momentum > 0 or t.weight_decay > 0 or t.clip_norm or t.relative_steps or t.keep_norm)
                 and self.hardware.update.mode == "pulse_trains"):
-            raise ConfigError("train.momentum / train.weight_decay / train.clip_norm / train.relative_steps: pulse "
-                              "trains write each phase's outer products directly, so there is no update to "
-                              "smooth, decay, clip or scale; use update.mode: pulse_count")
+            raise ConfigError("train.momentum / train.weight_decay / train.clip_norm / train.relative_steps / "
+                              "train.keep_norm: pulse trains write each phase's outer products directly, so there "
+                              "is no update to smooth, decay, clip, scale or project; use update.mode: pulse_count")
         if t.clip_norm and t.relative_steps:
             raise ConfigError("train.clip_norm and train.relative_steps: relative steps set every block's norm, "
                               "so a global clip has nothing left to do; use one of them")

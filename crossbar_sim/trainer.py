@@ -151,6 +151,19 @@ def relative_step(g: np.ndarray, W: np.ndarray, mask: np.ndarray | None = None, 
     return out
 
 
+def tangential(g: np.ndarray, W: np.ndarray, bias: bool = False) -> np.ndarray:
+    """The step ``g`` less its component along the weights ``W`` (``train.keep_norm``), over the weight rows; a
+    bias row (``bias``: the last row) is left as it is. Masked entries are zero in ``W`` and add nothing."""
+    rows = len(g) - bias
+    w = W[:rows].astype(np.float64)
+    ww = float(np.sum(w * w))
+    if ww == 0.0:
+        return g
+    out = g.copy()
+    out[:rows] -= (float(np.sum(g[:rows].astype(np.float64) * w)) / ww * w).astype(g.dtype)
+    return out
+
+
 def half_squared_error(outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """Per sample ``0.5 ||outputs - targets||^2``, the regression score (Gammell et al.'s cost)."""
     return 0.5 * ((outputs - targets) ** 2).sum(1)
@@ -334,11 +347,15 @@ class Trainer:
 
     def _direction(self, k: int, g: np.ndarray, array) -> np.ndarray:
         """The step of block ``k`` for the EP estimate ``g``: SGD, with relative steps ``g ||W|| / ||g||``
-        (:func:`relative_step`), weight decay ``g - wd W`` (W as the array reads, bias row included) and
-        momentum ``v = mu v + g``, stepping along ``v`` or, with Nesterov, ``g + mu v``."""
+        (:func:`relative_step`), the radial part removed (:func:`tangential`, blocks inside the dynamics),
+        weight decay ``g - wd W`` (W as the array reads, bias row included) and momentum ``v = mu v + g``,
+        stepping along ``v`` or, with Nesterov, ``g + mu v``."""
         t = self.scenario.train
+        bias = self.engine.edges[k].bias
         if t.relative_steps:
-            g = relative_step(g, array.W_view, array.mask, self.engine.edges[k].bias)
+            g = relative_step(g, array.W_view, array.mask, bias)
+        if t.keep_norm and k < len(self.engine.network.state_edges):
+            g = tangential(g, array.W_view, bias)
         if t.weight_decay > 0:
             g = g - t.weight_decay * array.W_view
         if self.velocity is None:

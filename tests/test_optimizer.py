@@ -6,7 +6,7 @@ import pytest
 
 from crossbar_sim.config import ConfigError, load_scenario
 from crossbar_sim.run import dataset_for
-from crossbar_sim.trainer import Trainer, clip_global_norm, relative_step
+from crossbar_sim.trainer import Trainer, clip_global_norm, relative_step, tangential
 
 RAW = {"data": {"name": "digits", "train_limit": 128, "batch_size": 32}, "train": {"epochs": 3, "lr": 0.05},
        "ep": {"free_steps": 8, "nudge_steps": 4}}
@@ -59,10 +59,11 @@ def test_momentum_survives_a_checkpoint():
 
 @pytest.mark.parametrize("train,hardware,message", [
     ({"momentum": 0.9}, {"update": {"mode": "pulse_trains"}}, "use update.mode: pulse_count"),
-    ({"clip_norm": 1.0}, {"update": {"mode": "pulse_trains"}}, "train.clip_norm / train.relative_steps: pulse"),
+    ({"clip_norm": 1.0}, {"update": {"mode": "pulse_trains"}}, "train.clip_norm / train.relative_steps / "),
     ({"clip_norm": 0.0}, {}, "train.clip_norm"),
-    ({"relative_steps": True}, {"update": {"mode": "pulse_trains"}}, "train.relative_steps: pulse trains"),
+    ({"relative_steps": True}, {"update": {"mode": "pulse_trains"}}, "train.relative_steps / train.keep_norm: pulse"),
     ({"relative_steps": True, "clip_norm": 1.0}, {}, "use one of them"),
+    ({"keep_norm": True}, {"update": {"mode": "pulse_trains"}}, "train.keep_norm: pulse trains"),
     ({"momentum": 1.0}, {}, "train.momentum: expected a value below 1"),
     ({"nesterov": True}, {}, "train.nesterov: needs train.momentum > 0"),
 ])
@@ -171,3 +172,31 @@ def test_relative_steps_move_every_block_by_lr_times_its_norm():
     for a, b in zip(tr.engine.arrays, before):
         moved = np.sqrt(((a.W_view[:-1] - b[:-1]) ** 2).sum())
         np.testing.assert_allclose(moved, 0.01 * np.sqrt((b[:-1] ** 2).sum()), rtol=1e-3)
+
+
+def test_tangential_removes_the_radial_part_of_the_weight_rows_only():
+    rng = np.random.default_rng(5)
+    W = rng.normal(size=(6, 3)).astype(np.float32)
+    g = rng.normal(size=(6, 3)).astype(np.float32)
+    out = tangential(g, W, bias=True)
+    assert abs(float(np.sum(out[:5].astype(np.float64) * W[:5]))) < 1e-5
+    np.testing.assert_array_equal(out[5], g[5])
+    np.testing.assert_allclose(tangential(W.copy(), W), 0.0, atol=1e-6)  # a purely radial step vanishes
+    assert tangential(g, np.zeros_like(W)) is g
+
+
+def test_keep_norm_holds_the_inner_blocks_norms_and_frees_the_readout():
+    """Ideal devices, cross-entropy readout: over an epoch the blocks inside the dynamics keep their weight
+    rows' norm to second order in the step, the readout's norm moves."""
+    sc = load_scenario(raw={**RAW, "network": {"sizes": [64, 30, 20, 10]},
+                            "ep": {**RAW["ep"], "loss": "cross_entropy"},
+                            "train": {"epochs": 1, "lr": 0.01, "relative_steps": True, "keep_norm": True}})
+    tr = Trainer(sc, dataset_for(sc), sc.hardware.device.build(), progress=False)
+    inner = len(tr.network.state_edges)
+    assert 0 < inner < len(tr.engine.arrays)
+    norms = [np.linalg.norm(a.W_view[:-1]) for a in tr.engine.arrays]
+    tr.fit()
+    after = [np.linalg.norm(a.W_view[:-1]) for a in tr.engine.arrays]
+    change = [abs(n1 / n0 - 1) for n0, n1 in zip(norms, after)]
+    assert max(change[:inner]) < 3e-4  # 4 batches of steps 1% of the norm: growth of order 4 * 1e-4 / 2
+    assert min(change[inner:]) > 10 * max(change[:inner])

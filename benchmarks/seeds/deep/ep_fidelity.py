@@ -4,7 +4,7 @@ weights.
 Loads the checkpoint of a run (its scenario and its weights after the last finished epoch; for a finished run, the
 crossbar part's trained state), or a scenario file (its initial weights; ``--set`` overrides apply), takes
 ``--batch`` training samples, and computes the centered EP estimate for several (beta, free steps, nudged steps),
-all with tol 0 (every step run), against a reference at beta ``--ref-beta`` with long phases (and a second reference
+all with tol 0 (every step run; ``--tol`` sets the settings' tolerance, to see what a run's early stop costs), against a reference at beta ``--ref-beta`` with long phases (and a second reference
 at 2.5 times that beta, to show the reference itself is settled). Prints, per setting and block, the cosine to the
 reference and the norm ratio, and writes the table to ``--out``.
 
@@ -51,6 +51,8 @@ def main() -> None:
     ap.add_argument("--ref-beta", type=float, default=0.02)
     ap.add_argument("--ref-steps", type=int, default=300)
     ap.add_argument("--out", default=None, help="default: RUN/ep_fidelity.md")
+    ap.add_argument("--tol", type=float, default=0.0,
+                    help="the compared settings' phase tolerance (the references always run every step)")
     ap.add_argument("--setting", action="append", type=setting, default=None, metavar="BETA,FREE,NUDGED",
                     help="a setting to compare (repeatable; default: the scenario's and a fixed list)")
     args = ap.parse_args()
@@ -70,8 +72,8 @@ def main() -> None:
     B = args.batch
     x, y = data.x_train[:B], data.targets(data.y_train[:B])
 
-    def estimate(beta, free, nudge):
-        ep = dataclasses.replace(sc.ep, beta=beta, free_steps=free, nudge_steps=nudge, tol=0.0)
+    def estimate(beta, free, nudge, tol=0.0):
+        ep = dataclasses.replace(sc.ep, beta=beta, free_steps=free, nudge_steps=nudge, tol=tol)
         g, _ = EPStep(eng, ep).estimate(x, y, np.zeros(B * eng.state_size(), np.float32), np.random.default_rng(0))
         return g
 
@@ -86,7 +88,7 @@ def main() -> None:
     where = f"{run} {' '.join(args.overrides)}: " + ("initial weights" if at_init else f"weights after epoch {epochs}")
     lines = [f"# {where}; {B} training samples; reference: centered EP at beta "
              f"{args.ref_beta}, {n} free and {n} nudged steps; {platform.processor() or platform.machine()}, "
-             f"{numba.get_num_threads()} threads",
+             f"{numba.get_num_threads()} threads; compared settings at tol {args.tol:g}",
              "| beta | free steps | nudged steps | " + " | ".join(f"cosine {b}" for b in blocks) + " | "
              + " | ".join(f"norm ratio {b}" for b in blocks) + " |",
              "|" + "---|" * (3 + 2 * len(blocks))]
@@ -96,7 +98,7 @@ def main() -> None:
     if args.setting:
         settings = args.setting
     for (beta, free, nudge), g in [((2.5 * args.ref_beta, n, n), check)] + \
-            [((b, f, s), estimate(b, f, s)) for b, f, s in settings]:
+            [((b, f, s), estimate(b, f, s, args.tol)) for b, f, s in settings]:
         cos, ratio = compare(g, ref)
         lines.append(f"| {beta:g} | {free} | {nudge} | " + " | ".join(f"{c:.3f}" for c in cos) + " | "
                      + " | ".join(f"{r:.2f}" for r in ratio) + " |")
