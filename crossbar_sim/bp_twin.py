@@ -18,7 +18,8 @@ import numpy as np
 
 from crossbar_sim.config import Scenario
 from crossbar_sim.data import Dataset
-from crossbar_sim.trainer import augmented, block_rates, build_network, initial_weights, lr_factor, streams
+from crossbar_sim.trainer import (augmented, block_rates, build_network, initial_weights, lr_factor, spectral_excess,
+                                  streams, top_singular)
 from networks.graph import Network
 
 
@@ -118,6 +119,9 @@ def train_bp(scenario: Scenario, data: Dataset, progress: bool = True, on_epoch=
             return 0.5 * ((out - target) ** 2).sum(1).mean()
         return torch.nn.functional.cross_entropy(out, y)
 
+    caps = (None if t.spectral_cap is None else
+            [t.spectral_cap * top_singular(p.detach().numpy()[: len(p) - e.bias])[0]
+             for e, p in zip(network.state_edges, model.params)])
     base = [g["lr"] for g in opt.param_groups]
     for epoch in range(1, t.epochs + 1):
         for g, lr in zip(opt.param_groups, base):
@@ -147,6 +151,13 @@ def train_bp(scenario: Scenario, data: Dataset, progress: bool = True, on_epoch=
                         if t.keep_norm and k < len(network.state_edges) and ww > 0:  # radial part removed
                             p.grad[:rows] -= (p.grad[:rows] * p[:rows]).sum() / ww * p[:rows]
             opt.step()
+            if caps is not None:  # as the EP write-back: the excess of the top singular value written off
+                with torch.no_grad():
+                    for e, p, cap in zip(network.state_edges, model.params, caps):
+                        W = p.detach().numpy()  # shares memory with p
+                        excess = spectral_excess(W, cap, e.bias)
+                        if excess is not None:
+                            W += excess.astype(W.dtype)
             correct += int((out.argmax(1) == y_train[idx]).sum())
         pred = _outputs(model, x_test).argmax(1)
         row = {"epoch": epoch, "train_accuracy": correct / len(x_train),

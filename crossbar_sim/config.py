@@ -153,6 +153,13 @@ class TrainConfig:
     # model's gradient raises its gain until the relaxation stops settling; this holds it. Digital: one dot
     # product and one norm per array per batch.
     keep_norm: bool = False
+    # each block inside the dynamics keeps its largest singular value (of its weight rows as the array reads
+    # them) at most this multiple of its initial one: after a write that exceeds it, the excess is written back
+    # off along the top singular pair (-(s - cap) u v^T). None: off. Holds the energy's coupling, hence whether
+    # the relaxation settles, where keep_norm does not (weights that align raise it at a fixed norm). A chip
+    # would find u, v by a few alternating forward and transposed reads of the array (a power iteration); the
+    # simulation takes an exact SVD and does not count those reads.
+    spectral_cap: Union[float, None] = spec(None, lo=0.0, lo_open=True)
     schedule: str = spec("constant", choices=("constant", "cosine"))  # of the learning rates, per epoch
 
 
@@ -258,10 +265,10 @@ class Scenario:
                               f"by the squared error, so use loss: mse, not {self.ep.loss}")
         self._check_augmentation()
         t = self.train
-        if ((t.momentum > 0 or t.weight_decay > 0 or t.clip_norm or t.relative_steps or t.keep_norm)
+        if ((t.momentum > 0 or t.weight_decay > 0 or t.clip_norm or t.relative_steps or t.keep_norm or t.spectral_cap)
                 and self.hardware.update.mode == "pulse_trains"):
             raise ConfigError("train.momentum / train.weight_decay / train.clip_norm / train.relative_steps / "
-                              "train.keep_norm: pulse trains write each phase's outer products directly, so there "
+                              "train.keep_norm / train.spectral_cap: pulse trains write each phase's outer products directly, so there "
                               "is no update to smooth, decay, clip, scale or project; use update.mode: pulse_count")
         if t.clip_norm and t.relative_steps:
             raise ConfigError("train.clip_norm and train.relative_steps: relative steps set every block's norm, "

@@ -164,6 +164,24 @@ def tangential(g: np.ndarray, W: np.ndarray, bias: bool = False) -> np.ndarray:
     return out
 
 
+def top_singular(W: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """The largest singular value of ``W`` and its left and right singular vectors (float64)."""
+    U, S, Vt = np.linalg.svd(np.asarray(W, np.float64), full_matrices=False)
+    return float(S[0]), U[:, 0], Vt[0]
+
+
+def spectral_excess(W: np.ndarray, cap: float, bias: bool = False) -> np.ndarray | None:
+    """The write that brings the weight rows' largest singular value down to ``cap`` (``train.spectral_cap``):
+    ``-(s - cap) u v^T`` on the weight rows, zero on a bias row; None when ``s <= cap``."""
+    rows = len(W) - bias
+    s, u, v = top_singular(W[:rows])
+    if s <= cap:
+        return None
+    out = np.zeros(W.shape, np.float64)
+    out[:rows] = -(s - cap) * np.outer(u, v)
+    return out
+
+
 def half_squared_error(outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """Per sample ``0.5 ||outputs - targets||^2``, the regression score (Gammell et al.'s cost)."""
     return 0.5 * ((outputs - targets) ** 2).sum(1)
@@ -226,6 +244,11 @@ class Trainer:
         self.step = EPStep(self.engine, scenario.ep)
         self.lrs = block_rates(self.network, scenario.train.lr)
         self.diag = Diagnostics(self.network, [a.W_view.shape for a in self.engine.arrays])
+        # train.spectral_cap: each inner block's cap, a multiple of its initial largest singular value
+        cap = scenario.train.spectral_cap
+        self.spectral_caps = (None if cap is None else
+                              [cap * top_singular(self.engine.arrays[k].W_view[: len(a.W_view) - e.bias])[0]
+                               for k, (e, a) in enumerate(zip(self.network.state_edges, self.engine.arrays))])
         # SGD momentum: one velocity per block, a digital buffer beside its array (None without momentum)
         self.velocity = ([np.zeros(a.W_view.shape) for a in self.engine.arrays]
                          if scenario.train.momentum > 0 else None)
@@ -342,6 +365,10 @@ class Trainer:
             else:  # counted pulses (the cross-entropy readout always: its gradient is no phase difference)
                 g = self._direction(k, g, array)
                 array.apply(lr * g, self.rng["write"])
+                if self.spectral_caps is not None and k < inner:
+                    excess = spectral_excess(array.W_view, self.spectral_caps[k], self.engine.edges[k].bias)
+                    if excess is not None:
+                        array.apply(excess, self.rng["write"])
             if watched:
                 self.diag.record_write(k, lr * g, array.W_view - before)
 

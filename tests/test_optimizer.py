@@ -6,7 +6,7 @@ import pytest
 
 from crossbar_sim.config import ConfigError, load_scenario
 from crossbar_sim.run import dataset_for
-from crossbar_sim.trainer import Trainer, clip_global_norm, relative_step, tangential
+from crossbar_sim.trainer import Trainer, clip_global_norm, relative_step, spectral_excess, tangential, top_singular
 
 RAW = {"data": {"name": "digits", "train_limit": 128, "batch_size": 32}, "train": {"epochs": 3, "lr": 0.05},
        "ep": {"free_steps": 8, "nudge_steps": 4}}
@@ -59,11 +59,13 @@ def test_momentum_survives_a_checkpoint():
 
 @pytest.mark.parametrize("train,hardware,message", [
     ({"momentum": 0.9}, {"update": {"mode": "pulse_trains"}}, "use update.mode: pulse_count"),
-    ({"clip_norm": 1.0}, {"update": {"mode": "pulse_trains"}}, "train.clip_norm / train.relative_steps / "),
+    ({"clip_norm": 1.0}, {"update": {"mode": "pulse_trains"}}, "pulse trains write each phase's outer products directly"),
     ({"clip_norm": 0.0}, {}, "train.clip_norm"),
-    ({"relative_steps": True}, {"update": {"mode": "pulse_trains"}}, "train.relative_steps / train.keep_norm: pulse"),
+    ({"relative_steps": True}, {"update": {"mode": "pulse_trains"}}, "pulse trains write each phase's outer products directly"),
     ({"relative_steps": True, "clip_norm": 1.0}, {}, "use one of them"),
-    ({"keep_norm": True}, {"update": {"mode": "pulse_trains"}}, "train.keep_norm: pulse trains"),
+    ({"keep_norm": True}, {"update": {"mode": "pulse_trains"}}, "pulse trains write each phase's outer products directly"),
+    ({"spectral_cap": 1.0}, {"update": {"mode": "pulse_trains"}}, "pulse trains write each phase's outer products directly"),
+    ({"spectral_cap": 0.0}, {}, "train.spectral_cap"),
     ({"momentum": 1.0}, {}, "train.momentum: expected a value below 1"),
     ({"nesterov": True}, {}, "train.nesterov: needs train.momentum > 0"),
 ])
@@ -200,3 +202,38 @@ def test_keep_norm_holds_the_inner_blocks_norms_and_frees_the_readout():
     change = [abs(n1 / n0 - 1) for n0, n1 in zip(norms, after)]
     assert max(change[:inner]) < 3e-4  # 4 batches of steps 1% of the norm: growth of order 4 * 1e-4 / 2
     assert min(change[inner:]) > 10 * max(change[:inner])
+
+
+def test_spectral_excess_brings_the_top_singular_value_to_the_cap():
+    rng = np.random.default_rng(7)
+    W = rng.normal(size=(9, 4))
+    s0 = np.linalg.svd(W[:8], compute_uv=False)
+    fixed = W + spectral_excess(W, 0.8 * s0[0], bias=True)
+    s1 = np.linalg.svd(fixed[:8], compute_uv=False)
+    np.testing.assert_allclose(s1[0], max(0.8 * s0[0], s0[1]), rtol=1e-9)
+    np.testing.assert_allclose(s1[1:], s0[1:], rtol=1e-9)  # the other singular values untouched
+    np.testing.assert_array_equal(fixed[8], W[8])  # the bias row untouched
+    assert spectral_excess(W, 1.01 * s0[0], bias=True) is None
+    assert top_singular(W)[0] == pytest.approx(np.linalg.svd(W, compute_uv=False)[0])
+
+
+def test_spectral_cap_holds_the_inner_blocks_and_frees_the_readout():
+    """Ideal devices, a large rate: the inner blocks' top singular values end at or below their caps (without
+    the cap they grow past them); the readout has no cap."""
+    sc = load_scenario(raw={**RAW, "network": {"sizes": [64, 30, 20, 10]},
+                            "ep": {**RAW["ep"], "loss": "cross_entropy"},
+                            "train": {"epochs": 2, "lr": 0.5, "spectral_cap": 1.0}})
+    tr = Trainer(sc, dataset_for(sc), sc.hardware.device.build(), progress=False)
+    inner = len(tr.network.state_edges)
+    s0 = [top_singular(a.W_view[:-1])[0] for a in tr.engine.arrays]
+    assert [c for c in tr.spectral_caps] == pytest.approx(s0[:inner])
+    tr.fit()
+    s1 = [top_singular(a.W_view[:-1])[0] for a in tr.engine.arrays]
+    for k in range(inner):
+        assert s1[k] <= s0[k] * (1 + 1e-5)
+    assert tr.spectral_caps is not None and len(tr.spectral_caps) == inner
+    free = load_scenario(raw={**RAW, "network": {"sizes": [64, 30, 20, 10]}, "ep": {**RAW["ep"], "loss": "cross_entropy"},
+                              "train": {"epochs": 2, "lr": 0.5}})
+    tr2 = Trainer(free, dataset_for(free), free.hardware.device.build(), progress=False)
+    tr2.fit()
+    assert max(top_singular(a.W_view[:-1])[0] / s for a, s in zip(tr2.engine.arrays[:inner], s0)) > 1.003
