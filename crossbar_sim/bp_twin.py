@@ -18,8 +18,8 @@ import numpy as np
 
 from crossbar_sim.config import Scenario
 from crossbar_sim.data import Dataset
-from crossbar_sim.trainer import (augmented, block_rates, build_network, initial_weights, lr_factor, spectral_excess,
-                                  streams, top_singular)
+from crossbar_sim.trainer import (augmented, block_rates, build_network, initial_weights, lr_factor, relative_step,
+                                  spectral_excess, streams, tangential, top_singular)
 from networks.graph import Network
 
 
@@ -140,24 +140,19 @@ def train_bp(scenario: Scenario, data: Dataset, progress: bool = True, on_epoch=
             loss.backward()
             if t.clip_norm is not None:
                 torch.nn.utils.clip_grad_norm_(model.params, t.clip_norm)
-            if t.relative_steps or t.keep_norm:  # as the EP write-back (Trainer._direction)
-                with torch.no_grad():
-                    for k, (e, p) in enumerate(zip(network.edges, model.params)):
-                        rows = len(p) - e.bias
-                        gn = p.grad[:rows].norm()
-                        if t.relative_steps and gn > 0:  # the weight rows scaled to their norm
-                            p.grad[:rows] *= p[:rows].norm() / gn
-                        ww = (p[:rows] ** 2).sum()
-                        if t.keep_norm and k < len(network.state_edges) and ww > 0:  # radial part removed
-                            p.grad[:rows] -= (p.grad[:rows] * p[:rows]).sum() / ww * p[:rows]
+            # as the EP write-back (Trainer._direction and _write), on numpy views of the torch tensors
+            for k, (e, p) in enumerate(zip(network.edges, model.params)):
+                G, W = p.grad.numpy(), p.detach().numpy()
+                if t.relative_steps:
+                    G[:] = relative_step(G, W, None, e.bias)
+                if t.keep_norm and k < len(network.state_edges):
+                    G[:] = tangential(G, W, e.bias)
             opt.step()
-            if caps is not None:  # as the EP write-back: the excess of the top singular value written off
-                with torch.no_grad():
-                    for e, p, cap in zip(network.state_edges, model.params, caps):
-                        W = p.detach().numpy()  # shares memory with p
-                        excess = spectral_excess(W, cap, e.bias)
-                        if excess is not None:
-                            W += excess.astype(W.dtype)
+            for e, p, cap in zip(network.state_edges, model.params, caps or []):
+                W = p.detach().numpy()
+                excess = spectral_excess(W, cap, e.bias)
+                if excess is not None:
+                    W += excess.astype(W.dtype)
             correct += int((out.argmax(1) == y_train[idx]).sum())
         pred = _outputs(model, x_test).argmax(1)
         row = {"epoch": epoch, "train_accuracy": correct / len(x_train),

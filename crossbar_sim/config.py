@@ -265,11 +265,12 @@ class Scenario:
                               f"by the squared error, so use loss: mse, not {self.ep.loss}")
         self._check_augmentation()
         t = self.train
-        if ((t.momentum > 0 or t.weight_decay > 0 or t.clip_norm or t.relative_steps or t.keep_norm or t.spectral_cap)
-                and self.hardware.update.mode == "pulse_trains"):
+        shaped = t.momentum > 0 or t.weight_decay > 0 or t.clip_norm or t.relative_steps or t.keep_norm
+        if (shaped or t.spectral_cap) and self.hardware.update.mode == "pulse_trains":
             raise ConfigError("train.momentum / train.weight_decay / train.clip_norm / train.relative_steps / "
-                              "train.keep_norm / train.spectral_cap: pulse trains write each phase's outer products directly, so there "
-                              "is no update to smooth, decay, clip, scale or project; use update.mode: pulse_count")
+                              "train.keep_norm / train.spectral_cap: pulse trains write each phase's outer products "
+                              "directly, so there is no update to smooth, decay, clip, scale or project; use "
+                              "update.mode: pulse_count")
         if t.clip_norm and t.relative_steps:
             raise ConfigError("train.clip_norm and train.relative_steps: relative steps set every block's norm, "
                               "so a global clip has nothing left to do; use one of them")

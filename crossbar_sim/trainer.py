@@ -247,8 +247,8 @@ class Trainer:
         # train.spectral_cap: each inner block's cap, a multiple of its initial largest singular value
         cap = scenario.train.spectral_cap
         self.spectral_caps = (None if cap is None else
-                              [cap * top_singular(self.engine.arrays[k].W_view[: len(a.W_view) - e.bias])[0]
-                               for k, (e, a) in enumerate(zip(self.network.state_edges, self.engine.arrays))])
+                              [cap * top_singular(a.W_view[: len(a.W_view) - e.bias])[0]
+                               for e, a in zip(self.network.state_edges, self.engine.arrays)])
         # SGD momentum: one velocity per block, a digital buffer beside its array (None without momentum)
         self.velocity = ([np.zeros(a.W_view.shape) for a in self.engine.arrays]
                          if scenario.train.momentum > 0 else None)
@@ -365,12 +365,12 @@ class Trainer:
             else:  # counted pulses (the cross-entropy readout always: its gradient is no phase difference)
                 g = self._direction(k, g, array)
                 array.apply(lr * g, self.rng["write"])
-                if self.spectral_caps is not None and k < inner:
-                    excess = spectral_excess(array.W_view, self.spectral_caps[k], self.engine.edges[k].bias)
-                    if excess is not None:
-                        array.apply(excess, self.rng["write"])
             if watched:
                 self.diag.record_write(k, lr * g, array.W_view - before)
+            if self.spectral_caps is not None and k < inner:  # after the diagnostics: not a lost update
+                excess = spectral_excess(array.W_view, self.spectral_caps[k], self.engine.edges[k].bias)
+                if excess is not None:
+                    array.apply(excess, self.rng["write"])
 
     def _direction(self, k: int, g: np.ndarray, array) -> np.ndarray:
         """The step of block ``k`` for the EP estimate ``g``: SGD, with relative steps ``g ||W|| / ||g||``
