@@ -95,7 +95,8 @@ def main() -> None:
              f"{args.test} test samples; 'feedforward' is the same probe on the BP twin's forward pass at the same "
              f"weights. {platform.machine()}, {numba.get_num_threads()} threads, {time.perf_counter() - t0:.0f} s.",
              "",
-             "| layer | units | equilibrium: probe accuracy | mean state | at bound | feedforward: probe accuracy | mean state | at bound |",
+             "| layer | units | equilibrium: probe accuracy | mean state | at bound "
+             "| feedforward: probe accuracy | mean state | at bound |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     lines.append(f"| input | {data.x_train.shape[1]} | "
                  f"{ridge_accuracy(data.x_train[: args.train], y_tr, data.x_test[: args.test], y_te, classes):.1%} | "
