@@ -1,10 +1,10 @@
-"""Run checkpoints: the whole state of a run after its last complete epoch, written atomically.
+"""Run checkpoints: the whole state of a run after an epoch, or after a batch inside one, written atomically.
 
 ``checkpoint.pkl`` in the run directory holds the resolved scenario, the finished parts of the run (the
 crossbar run, then its ideal twin) and the trainer state of the part in progress: conductances, device
-parameters, pulse counts, the clock, every generator's state, counters, particles and history. A run killed
-at any point continues from it with ``crossbar-sim run --resume DIR`` and ends with the numbers an
-uninterrupted run gives. The file is a Python pickle: load only checkpoints you wrote.
+parameters, pulse counts, the clock, every generator's state, counters, particles, history and, inside an
+epoch, its sample order, next batch and the epoch's sums so far. A run killed at any point continues from it
+with ``crossbar-sim run --resume DIR`` and ends with the numbers an uninterrupted run gives. The file is a Python pickle: load only checkpoints you wrote.
 """
 from __future__ import annotations
 

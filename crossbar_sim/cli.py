@@ -1,7 +1,8 @@
 """Command line.
 
 * ``crossbar-sim run SCENARIO.yaml [--out DIR] [--set key.path=value ...] [--seed N]``
-* ``crossbar-sim run --resume DIR``: continue a run from its last complete epoch
+* ``crossbar-sim run --resume DIR``: continue a run from its last checkpoint (an epoch's end, or at most
+  ``--checkpoint-minutes`` into the epoch after)
 * ``crossbar-sim sweep SCENARIO.yaml --grid key.path=v1,v2 [--repeats N] [--workers N | --scheduler ADDR] --out DIR``
 * ``crossbar-sim report DIR``: sweep.csv, plots and summary.md of a sweep
 * ``crossbar-sim devices``: the device models and presets, with their parameters, units and defaults
@@ -33,11 +34,14 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="train a scenario on its crossbar (and its ideal twin)")
     run.add_argument("scenario", nargs="?", help="scenario YAML file")
     run.add_argument("--out", help="run directory (default runs/<scenario name>)")
-    run.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last complete epoch")
+    run.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                      help="override one scenario key; repeatable")
     run.add_argument("--seed", type=int, help="override the scenario's seed")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--checkpoint-minutes", type=float, default=10.0, metavar="M",
+                     help="inside an epoch, save a checkpoint at most every M minutes (default 10; 0: every batch); "
+                          "one is always saved after each epoch")
     sw = sub.add_parser("sweep", help="run a scenario over a grid of values and repeats, in parallel")
     sw.add_argument("scenario", help="scenario YAML file (its sweep: block, if any, gives grid and repeats)")
     sw.add_argument("--grid", action="append", default=[], metavar="KEY.PATH=V1,V2,...",
@@ -69,13 +73,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args) -> int:
+    if not args.checkpoint_minutes >= 0:
+        raise ConfigError(f"--checkpoint-minutes: expected a number >= 0, got {args.checkpoint_minutes}")
+    every = args.checkpoint_minutes * 60.0
     if args.resume:
         if args.scenario or args.out or args.overrides or args.seed is not None:
             raise ConfigError("--resume DIR: continues DIR as it was started; give no SCENARIO, --out, --set or --seed")
         from crossbar_sim.run import resume_run  # imports Numba kernels; keep `--help` fast
 
         out = Path(args.resume)
-        scenario, metrics = resume_run(out, progress=not args.quiet)
+        scenario, metrics = resume_run(out, progress=not args.quiet, checkpoint_seconds=every)
     else:
         if not args.scenario:
             raise ConfigError("run: give a SCENARIO file, or --resume DIR")
@@ -83,7 +90,7 @@ def _run(args) -> int:
         out = Path(args.out or Path("runs") / scenario.name)
         from crossbar_sim.run import run_scenario
 
-        metrics = run_scenario(scenario, out, progress=not args.quiet)
+        metrics = run_scenario(scenario, out, progress=not args.quiet, checkpoint_seconds=every)
     m = metric_of(metrics)
     line = f"{scenario.name}: crossbar ({metrics['device']}) test {m} {metrics[f'test_{m}']:.4f}"
     if "ideal" in metrics:

@@ -19,6 +19,8 @@ Figure 5 image (:func:`crossbar_sim.report.plot_corrections`).
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from networks.graph import Network
@@ -113,12 +115,18 @@ class Diagnostics:
         return {"layers": self.labels(), "connections": self.connections.astype(int).tolist(),
                 "epochs": self.epochs}
 
+    _EPOCH_SUMS = ("r_sum", "batches", "lost_num", "lost_den", "skip_num", "skip_den")
+
     def state(self) -> dict:
+        """Everything so far, the sums of an epoch in progress included (a mid-epoch checkpoint)."""
         return {"abs_sum": [a.copy() for a in self.abs_sum], "batches_total": self.batches_total,
-                "epochs": [dict(e) for e in self.epochs]}
+                "epochs": [dict(e) for e in self.epochs],
+                "epoch_sums": {k: copy.copy(getattr(self, k)) for k in self._EPOCH_SUMS}}
 
     def load_state(self, state: dict) -> None:
         self.abs_sum = [a.copy() for a in state["abs_sum"]]
         self.batches_total = state["batches_total"]
         self.epochs = [dict(e) for e in state["epochs"]]
         self._reset_epoch()
+        for k, v in state.get("epoch_sums", {}).items():  # absent in checkpoints written only at epoch ends
+            setattr(self, k, copy.copy(v))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -80,11 +81,17 @@ def load_run(out: str | Path, part: str = "crossbar", overrides: list[str] | tup
     return trainer
 
 
-def run_scenario(scenario: Scenario, out: str | Path, progress: bool = True, echo=print, resume: bool = False) -> dict:
+CHECKPOINT_SECONDS = 600.0  # the longest a run goes without a checkpoint, inside an epoch too
+
+
+def run_scenario(scenario: Scenario, out: str | Path, progress: bool = True, echo=print, resume: bool = False,
+                 checkpoint_seconds: float = CHECKPOINT_SECONDS) -> dict:
     """Train the scenario's crossbar network (and its ideal twin when ``compare_ideal``); write ``out``.
 
-    A checkpoint and ``history.csv`` (the epochs so far) are written after every epoch; with ``resume`` the run
-    continues from the checkpoint in ``out`` (the scenario must be the one it was started with).
+    A checkpoint and ``history.csv`` (the epochs so far) are written after every epoch, and inside an epoch a
+    checkpoint after the first batch that ends ``checkpoint_seconds`` after the last one (0: after every batch;
+    the numbers do not depend on it). With ``resume`` the run continues from the checkpoint in ``out`` (the
+    scenario must be the one it was started with), at an epoch's end or at the batch it was saved after.
     ``metrics.json`` is written last, so its presence marks a finished run. A finished part's trained state
     (weights, devices, clock, RNG streams) stays in the checkpoint under ``final``, for tools that study the
     trained network (``Trainer.load_state`` reads it).
@@ -114,7 +121,19 @@ def run_scenario(scenario: Scenario, out: str | Path, progress: bool = True, ech
         trainer = Trainer(scenario, dataset, m, label=name, progress=progress)
         if saved and saved["current"] == name:
             trainer.load_state(saved["trainer"])
-            echo(f"{name:8s} resumed after epoch {len(trainer.counters.history)}")
+            inside = trainer.batches_done()
+            echo(f"{name:8s} resumed after epoch {len(trainer.counters.history)}"
+                 + ("" if inside is None else f" and {inside} batches of the next"))
+        last_save = [time.monotonic()]
+
+        def save(n=name, t=trainer):
+            checkpoint.save(out, {"scenario": scenario.to_dict(), "done": done, "final": final, "current": n,
+                                  "trainer": t.state()})
+            last_save[0] = time.monotonic()
+
+        def on_batch():
+            if time.monotonic() - last_save[0] >= checkpoint_seconds:
+                save()
 
         def on_epoch(row, n=name, t=trainer):
             m = t.metric
@@ -122,10 +141,9 @@ def run_scenario(scenario: Scenario, out: str | Path, progress: bool = True, ech
             # The epochs so far as plain CSV, so that a run in progress can be followed (and read) without its pickle;
             # written first, so it never lags the checkpoint (a resume rewrites it).
             report.write_history(out, {**{k: v["history"] for k, v in done.items()}, n: t.counters.history})
-            checkpoint.save(out, {"scenario": scenario.to_dict(), "done": done, "final": final, "current": n,
-                                  "trainer": t.state()})
+            save()
 
-        trainer.fit(on_epoch=on_epoch)
+        trainer.fit(on_epoch=on_epoch, on_batch=on_batch)
         final[name] = trainer.state()  # before any eval_delay drift below
         summary = _summary(trainer)
         delay = scenario.hardware.time.eval_delay
@@ -153,7 +171,8 @@ def run_scenario(scenario: Scenario, out: str | Path, progress: bool = True, ech
     return metrics
 
 
-def resume_run(out: str | Path, progress: bool = True, echo=print) -> tuple[Scenario, dict]:
+def resume_run(out: str | Path, progress: bool = True, echo=print,
+               checkpoint_seconds: float = CHECKPOINT_SECONDS) -> tuple[Scenario, dict]:
     """Continue the run in ``out`` from its last checkpoint (or return its metrics when it has finished)."""
     out = Path(out)
     config = out / "config.yaml"
@@ -164,4 +183,5 @@ def resume_run(out: str | Path, progress: bool = True, echo=print) -> tuple[Scen
     if metrics_file.is_file():
         echo(f"{out}: the run had finished; nothing to do")
         return scenario, json.loads(metrics_file.read_text())
-    return scenario, run_scenario(scenario, out, progress=progress, echo=echo, resume=True)
+    return scenario, run_scenario(scenario, out, progress=progress, echo=echo, resume=True,
+                                  checkpoint_seconds=checkpoint_seconds)

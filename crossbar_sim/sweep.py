@@ -10,7 +10,7 @@ Nothing is lost or counted twice, by construction:
 
 * a point writes only inside its own directory, every file atomically, ``metrics.json`` last;
 * a point with ``metrics.json`` is finished and is skipped by a rerun; an unfinished one continues from its
-  last epoch checkpoint;
+  last checkpoint;
 * a point whose worker dies is sent again (up to :data:`MAX_ATTEMPTS` starts);
 * ``sweep.csv`` and the report are rebuilt from the point directories, never appended to.
 
@@ -256,7 +256,7 @@ class _Processes:
 
     def close(self, abort: bool = False) -> None:
         """Wait for the running points, or, on ``abort`` (Ctrl-C), kill the workers at once: every point
-        keeps its last epoch checkpoint, so nothing is lost."""
+        keeps its last checkpoint, so nothing is lost."""
         if self.pool is None:
             return
         if abort:

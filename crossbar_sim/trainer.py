@@ -255,6 +255,7 @@ class Trainer:
         self.counters = Counters()
         self.eval_mean_steps = 0.0  # mean relaxation steps per sample in the last evaluate()
         self._epoch = 1  # the epoch being trained (the learning-rate schedule's position)
+        self._partial = None  # an epoch in progress: its number, sample order, next batch and score so far
         n_train = len(dataset.x_train)
         self.particles = (np.zeros((n_train, self.engine.state_size()), dtype=np.float32)
                           if scenario.ep.persistent else None)
@@ -277,6 +278,7 @@ class Trainer:
             "particles": None if self.particles is None else self.particles.copy(),
             "diagnostics": self.diag.state(),
             "velocity": None if self.velocity is None else [v.copy() for v in self.velocity],
+            "partial": None if self._partial is None else {**self._partial, "order": self._partial["order"].copy()},
             "wall_seconds": self.wall_seconds(),
         }
 
@@ -293,6 +295,8 @@ class Trainer:
         if self.velocity is not None:
             for v, saved in zip(self.velocity, state["velocity"]):
                 v[:] = saved
+        partial = state.get("partial")  # absent in checkpoints written only at epoch ends
+        self._partial = None if partial is None else {**partial, "order": partial["order"].copy()}
         self._wall_offset = state["wall_seconds"]
         self._t0 = time.perf_counter()
 
@@ -302,16 +306,29 @@ class Trainer:
             return float(half_squared_error(outputs, y).sum())
         return float((outputs.argmax(1) == y).sum())
 
-    def _train_epoch(self, epoch: int) -> float:
+    def batches_done(self) -> int | None:
+        """Batches of the epoch in progress already trained (a mid-epoch checkpoint), or None at an epoch's end."""
+        return None if self._partial is None else self._partial["next_batch"]
+
+    def _train_epoch(self, epoch: int, on_batch=None) -> float:
+        """One epoch (or the rest of one, after a mid-epoch checkpoint); ``on_batch()`` after every batch, when
+        the trainer's state is a consistent point to save."""
         sc = self.scenario
         bs = sc.data.batch_size
-        order = self.rng["order"].permutation(len(self.data.x_train))
+        p = self._partial
+        if p is not None and p["epoch"] == epoch:
+            order, start, score = p["order"], p["next_batch"], p["score"]
+        else:
+            order, start, score = self.rng["order"].permutation(len(self.data.x_train)), 0, 0.0
         n_batches = (len(order) + bs - 1) // bs
-        score = 0.0
-        bar = tqdm(range(n_batches), desc=f"{self.label} epoch {epoch}/{sc.train.epochs}", leave=False,
-                   disable=not self.progress, unit="batch")
+        bar = tqdm(range(start, n_batches), desc=f"{self.label} epoch {epoch}/{sc.train.epochs}", leave=False,
+                   disable=not self.progress, unit="batch", initial=start, total=n_batches)
         for b in bar:
             score += self.train_batch(order[b * bs: (b + 1) * bs], epoch, f"epoch {epoch}, batch {b + 1}")[2]
+            self._partial = {"epoch": epoch, "order": order, "next_batch": b + 1, "score": score}
+            if on_batch:
+                on_batch()
+        self._partial = None
         return score / len(order)
 
     def train_batch(self, idx: np.ndarray, epoch: int, where: str):
@@ -413,16 +430,17 @@ class Trainer:
         self.eval_mean_steps = sample_steps / len(x)
         return score / len(x)
 
-    def fit(self, on_epoch=None) -> list[dict]:
-        """Train up to the scenario's epochs (from the last complete one after :meth:`load_state`); returns
-        the per-epoch history. ``on_epoch(row)`` is called after each epoch."""
+    def fit(self, on_epoch=None, on_batch=None) -> list[dict]:
+        """Train up to the scenario's epochs (from where :meth:`load_state` left it: an epoch's end or a batch
+        inside one); returns the per-epoch history. ``on_epoch(row)`` is called after each epoch,
+        ``on_batch()`` after each batch (for mid-epoch checkpoints)."""
         with blas.limit_threads(1):  # the kernels parallelise themselves; idle BLAS threads would spin against them
-            return self._fit(on_epoch)
+            return self._fit(on_epoch, on_batch)
 
-    def _fit(self, on_epoch):
+    def _fit(self, on_epoch, on_batch=None):
         energy = self.scenario.hardware.energy
         for epoch in range(len(self.counters.history) + 1, self.scenario.train.epochs + 1):
-            train_score = self._train_epoch(epoch)
+            train_score = self._train_epoch(epoch, on_batch)
             test_score = self.evaluate(self.data.x_test, self.data.y_test)
             c = self.counters
             row = {

@@ -36,19 +36,23 @@ def _cli(*args):
                             stderr=subprocess.PIPE, text=True)
 
 
-def test_a_run_killed_mid_epoch_resumes_to_the_same_metrics(tmp_path):
+@pytest.mark.parametrize("minutes, inside", [(10, False), (0, True)], ids=["epoch_checkpoint", "batch_checkpoint"])
+def test_a_run_killed_mid_epoch_resumes_to_the_same_metrics(tmp_path, minutes, inside):
+    """Killed in the third epoch: after the second epoch's checkpoint, or (checkpoints after every batch) after
+    one saved inside the third epoch."""
     args = ["--set", "train.epochs=4", "--set", "data.train_limit=1400", "--quiet"]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     assert _cli("run", QUICKSTART, "--out", whole, *args).wait(timeout=300) == 0
-    proc = _cli("run", QUICKSTART, "--out", cut, *args)
+    proc = _cli("run", QUICKSTART, "--out", cut, *args, "--checkpoint-minutes", minutes)
     ckpt = cut / "checkpoint.pkl"
-    while proc.poll() is None:  # kill during the crossbar run's third epoch, after the second's checkpoint
+    while proc.poll() is None:
         try:
             state = pickle.loads(ckpt.read_bytes())
         except (FileNotFoundError, EOFError, pickle.UnpicklingError):
             time.sleep(0.005)
             continue
-        if state["current"] == "crossbar" and len(state["trainer"]["counters"]["history"]) == 2:
+        if (state["current"] == "crossbar" and len(state["trainer"]["counters"]["history"]) == 2
+                and (state["trainer"]["partial"] is not None) == inside):
             proc.send_signal(signal.SIGKILL)
             break
         time.sleep(0.005)
@@ -60,6 +64,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_metrics(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "resumed after epoch 2" in done.stdout
+    assert (" batches of the next" in done.stdout) == inside
     a = json.loads((whole / "metrics.json").read_text())
     b = json.loads((cut / "metrics.json").read_text())
     assert comparable(a) == comparable(b)
@@ -91,6 +96,32 @@ def test_trainer_state_round_trip_continues_identically(device):
         np.testing.assert_array_equal(a.G, b.G)
         np.testing.assert_array_equal(a.P, b.P)
     assert second.engine.pulses == whole.engine.pulses > 0
+
+
+def test_a_state_saved_inside_an_epoch_continues_identically():
+    """A trainer's state taken after a batch in the middle of an epoch (sample order, next batch, the epoch's
+    score and diagnostics sums, momentum, particles, every generator) continues to the same history and
+    conductances as the run that was never stopped."""
+    raw = {"data": {"name": "digits", "train_limit": 256, "batch_size": 32}, "train": {"epochs": 2, "momentum": 0.9},
+           "ep": {"free_steps": 8, "nudge_steps": 4, "persistent": True},
+           "hardware": {"device": {"model": "soft_bounds", "bits": 4, "write_noise": 0.02, "d2d": 0.1,
+                                   "read_noise": 0.01}}}
+    sc = load_scenario(raw=raw)
+    data = dataset_for(sc)
+    whole = Trainer(sc, data, sc.hardware.device.build(), progress=False)
+    saved = []
+    whole.fit(on_batch=lambda: saved.append(pickle.dumps(whole.state())) if whole.batches_done() == 3 else None)
+    assert len(saved) == 2  # batch 3 of each epoch; continue from the second epoch's
+    second = Trainer(sc, data, sc.hardware.device.build(), progress=False)
+    second.load_state(pickle.loads(saved[1]))
+    assert second.batches_done() == 3 and len(second.counters.history) == 1
+    second.fit()
+    strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
+    assert strip(second.counters.history) == strip(whole.counters.history)
+    assert second.diag.epochs == whole.diag.epochs
+    for a, b in zip(second.engine.arrays, whole.engine.arrays):
+        np.testing.assert_array_equal(a.G, b.G)
+    assert second.batches_done() is None
 
 
 def test_resuming_a_finished_run_changes_nothing(tmp_path, capsys):

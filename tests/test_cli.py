@@ -67,6 +67,7 @@ def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path):
     (["--set", "data.name=mnist", "--set", "data.dir=/nonexistent"], "mnist: files missing in /nonexistent/mnist"),
     (["--set", "network.sizes=[64, 100, 3]"], "network.sizes: digits needs 64 inputs and 10 outputs"),
     (["--set", "train.lr=1.0e300", "--set", "hardware.device.model=ideal"], "epoch 1, batch 1: the update made a weight NaN or inf"),
+    (["--checkpoint-minutes", "-1"], "--checkpoint-minutes: expected a number >= 0, got -1.0"),
 ])
 def test_user_errors_exit_2_with_one_line(tmp_path, args, message, monkeypatch):
     monkeypatch.setenv("CROSSBAR_SIM_MNIST_URL", "http://127.0.0.1:9/")  # nothing listens there
