@@ -4,7 +4,8 @@
 crossbar run, then its ideal twin) and the trainer state of the part in progress: conductances, device
 parameters, pulse counts, the clock, every generator's state, counters, particles, history and, inside an
 epoch, its sample order, next batch and the epoch's sums so far. A run killed at any point continues from it
-with ``crossbar-sim run --resume DIR`` and ends with the numbers an uninterrupted run gives. The file is a Python pickle: load only checkpoints you wrote.
+with ``crossbar-sim run --resume DIR`` and ends with the numbers an uninterrupted run gives. The file is a
+Python pickle: load only checkpoints you wrote.
 """
 from __future__ import annotations
 
