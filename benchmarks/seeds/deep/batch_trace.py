@@ -3,10 +3,10 @@ of each block's EP estimate against its weights.
 
 Trains ``--batches`` batches of epoch 1 exactly as a run does (``Trainer.train_batch``: same data order, estimator
 and write-back) and prints, per batch: the steps each phase took, the fraction of the batch classified right by
-the free phase, the mean free state of each layer (from the input up), the fraction of units at the activation's
-bound, and, per block, the norm of the estimate relative to the norm of the block's weights (before the write). A
-network that is collapsing shows its phases shortening and the lower blocks' ratios falling by orders of
-magnitude. Writes a Markdown table to ``--out``.
+the free phase, the mean free state of each layer (from the input up), the fractions of units at the
+activation's bound and at 0, and, per block, the norm of the estimate relative to the norm of the block's weights
+(before the write). A network that is collapsing shows its phases shortening and the lower blocks' ratios falling
+by orders of magnitude. Writes a Markdown table to ``--out``.
 
     python benchmarks/seeds/deep/batch_trace.py benchmarks/seeds/deep/fmnist_resnet13.yaml --batches 25 \\
         --set network.init_gain=0.7 --set ep.loss=cross_entropy --out benchmarks/results/deep/trace.md
@@ -47,6 +47,7 @@ def trace(scenario: str, overrides: list[str], batches: int) -> list[str]:
         rows.append(f"| {b + 1} | {' / '.join(str(v) for v in res.steps.values())} | {right:.2f} | "
                     + " ".join(f"{s.mean():.2g}" for s in layers) + " | "
                     + " ".join(f"{(s >= bound).mean():.2f}" for s in layers) + " | "
+                    + " ".join(f"{(s <= 0).mean():.2f}" for s in layers) + " | "
                     + " ".join(f"{r:.1e}" for r in ratio) + " |")
         print(rows[-1], flush=True)
     return rows
@@ -64,10 +65,10 @@ def main() -> None:
     head = [f"# First training batches: {args.scenario} {' '.join(args.overrides)}",
             f"{platform.machine()}, {numba.get_num_threads()} threads, {time.perf_counter() - start:.0f} s. "
             "'steps': free / nudged phases; 'right': fraction of the batch the free phase classifies right; "
-            "per state layer from the input up: mean free state, fraction at the bound; per block: "
+            "per state layer from the input up: mean free state, fraction at the bound, fraction at 0; per block: "
             "|EP estimate| / |weights| before the batch's write.", "",
-            "| batch | steps | right | mean per layer | at bound | estimate / weights per block |",
-            "|---|---|---|---|---|---|"]
+            "| batch | steps | right | mean per layer | at bound | at 0 | estimate / weights per block |",
+            "|---|---|---|---|---|---|---|"]
     Path(args.out).write_text("\n".join(head + rows) + "\n")
 
 
