@@ -9,7 +9,7 @@ import numpy as np
 
 from crossbar_sim import kernels as K
 from crossbar_sim.rng import normal_np, uniform_np
-from networks.convolution import destination_pixels, patches, pixels_to_nchw, pool_max
+from networks.convolution import destination_pixels, fold, patches, pixels_to_nchw, pool_max
 
 
 def dac(x, steps, lo, hi):
@@ -201,10 +201,4 @@ def conv_transpose_read(y, WTc, g, block, per, key, ctr, arg=None):
     returns ((B, C H W) float64, new counter)."""
     B = y.shape[0]
     cols, ctr = mvm(destination_pixels(y, g, arg).astype(np.float32), WTc, block, per, key, ctr)
-    cols = cols.reshape(B, g.OH, g.OW, g.C, g.k, g.k)
-    img = np.zeros((B, g.C, g.H + 2 * g.pad + g.stride * g.OH, g.W + 2 * g.pad + g.stride * g.OW))
-    for ky in range(g.k):
-        for kx in range(g.k):
-            img[:, :, ky: ky + g.stride * g.OH: g.stride, kx: kx + g.stride * g.OW: g.stride] += \
-                cols[:, :, :, :, ky, kx].transpose(0, 3, 1, 2)
-    return img[:, :, g.pad: g.pad + g.H, g.pad: g.pad + g.W].reshape(B, -1), ctr
+    return fold(cols, B, g), ctr

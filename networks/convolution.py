@@ -94,6 +94,18 @@ def patches(x: np.ndarray, g: ConvGeometry) -> np.ndarray:
     return win.transpose(0, 2, 3, 1, 4, 5).reshape(B * g.pixels, g.patch)
 
 
+def fold(cols: np.ndarray, B: int, g: ConvGeometry) -> np.ndarray:
+    """(B OH OW, C k k) patch rows back to (B, C H W) images, each patch entry added where :func:`patches` took
+    it from (the adjoint of :func:`patches`: the transposed convolution's col2im)."""
+    cols = cols.reshape(B, g.OH, g.OW, g.C, g.k, g.k)
+    img = np.zeros((B, g.C, g.H + 2 * g.pad + g.stride * g.OH, g.W + 2 * g.pad + g.stride * g.OW))
+    for ky in range(g.k):
+        for kx in range(g.k):
+            img[:, :, ky: ky + g.stride * g.OH: g.stride, kx: kx + g.stride * g.OW: g.stride] += \
+                cols[:, :, :, :, ky, kx].transpose(0, 3, 1, 2)
+    return img[:, :, g.pad: g.pad + g.H, g.pad: g.pad + g.W].reshape(B, -1)
+
+
 def pixels_to_nchw(pix: np.ndarray, B: int, g: ConvGeometry) -> np.ndarray:
     """(B OH OW, C_out) pixel rows to (B, C_out OH OW) images."""
     return pix.reshape(B, g.pixels, -1).transpose(0, 2, 1).reshape(B, -1)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from networks.activations import Activation
-from networks.convolution import ConvGeometry, patches, pixels_to_nchw, pool_max
+from networks.convolution import ConvGeometry, fold, nchw_to_pixels, patches, pixels_to_nchw, pool_max
 
 
 @dataclass(frozen=True, eq=False)
@@ -199,6 +199,47 @@ class Network:
             if e.bias:
                 E = E - x_max * (upper @ W[-1])
         return E
+
+    def coupling(self, weights: list[np.ndarray], states: list[np.ndarray]) -> list[np.ndarray]:
+        """``C s``: the states' coupling applied to ``states`` (layers 1..L, (B, n_l) each), where the energy is
+        ``1/2 s^T (I - C) s`` less its linear terms (input, biases): every block between two state layers read
+        forward into its destination and transposed into its source. Raises ValueError for a pooling block,
+        whose coupling is not linear."""
+        out = [np.zeros_like(np.asarray(v, np.float64)) for v in states]
+        B = states[0].shape[0]
+        for e, W in zip(self.state_edges, weights):
+            if e.src == 0:
+                continue
+            lower, upper = states[e.src - 1], states[e.dst - 1]
+            g = e.conv
+            if g is None:
+                K = W[: self.sizes[e.src]]
+                out[e.dst - 1] += lower @ K
+                out[e.src - 1] += upper @ K.T
+                continue
+            if g.pool > 1:
+                raise ValueError(f"block {e.src}->{e.dst} max-pools: its coupling is not linear")
+            K = W[: g.patch]
+            out[e.dst - 1] += pixels_to_nchw(patches(lower, g) @ K, B, g)
+            out[e.src - 1] += fold(nchw_to_pixels(upper, g) @ K.T, B, g)
+        return out
+
+    def coupling_extremes(self, weights: list[np.ndarray], tol: float = 1e-8) -> tuple[float, float]:
+        """The largest and the smallest eigenvalue of the states' coupling ``C`` (:meth:`coupling`, symmetric), by
+        Lanczos iteration (scipy's ``eigsh``) from a fixed start. While the largest is below 1 the energy is
+        strongly convex: one equilibrium per input, and the relaxation contracts to it."""
+        from scipy.sparse.linalg import LinearOperator, eigsh
+
+        sizes = self.sizes[1: self.n_state_layers + 1]
+        cuts = np.cumsum(sizes)[:-1]
+
+        def apply(v):
+            return np.concatenate(self.coupling(weights, np.split(np.ravel(v)[None], cuts, axis=1)), axis=1)[0]
+
+        n = int(sum(sizes))
+        op = LinearOperator((n, n), matvec=apply, dtype=np.float64)
+        values = eigsh(op, k=2, which="BE", v0=np.ones(n), tol=tol, return_eigenvectors=False)
+        return float(values.max()), float(values.min())
 
 
 def chain(sizes) -> tuple[Edge, ...]:

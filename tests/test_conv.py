@@ -398,3 +398,64 @@ def test_a_conv_net_scenario_runs_end_to_end_and_a_misfit_is_refused(tmp_path):
     network = {"kind": "conv_net", "image": [1, 8, 8], "sizes": [64, 10], "channels": [3, 4], "kernel": 3}
     with pytest.raises(ConfigError, match="network: convolution: its 1x1 output is not a whole number of 2x2"):
         load_scenario(raw={"network": network})
+
+
+@pytest.mark.parametrize("g", [g for g in GEOMETRIES if g.pool == 1], ids=str)
+def test_fold_is_the_adjoint_of_patches(g):
+    """<patches(x), P> = <x, fold(P)>: col2im adds each patch entry back where im2col took it from."""
+    from networks.convolution import fold, patches
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2, g.C * g.H * g.W))
+    P = rng.normal(size=(2 * g.pixels, g.patch))
+    lhs, rhs = float((patches(x, g) * P).sum()), float((x * fold(P, 2, g)).sum())
+    assert abs(lhs - rhs) <= 1e-10 * max(abs(lhs), 1.0)
+
+
+def _tiny_resnet():
+    from networks.activations import make_activation
+    from networks.resnet import hopfield_resnet
+
+    net = hopfield_resnet((1, 8, 8), [2, 3], 4, make_activation("relu6"))
+    W = net.init_weights(np.random.default_rng(4))
+    for e, w in zip(net.edges, W):
+        if e.bias:
+            w[-1] = np.random.default_rng(5).normal(size=w.shape[1])  # biases must not enter the coupling
+    return net, W
+
+
+def test_the_coupling_is_the_energys_quadratic_part_and_symmetric():
+    """With the input at 0, E(s) = 1/2 s.s - 1/2 s.Cs - b.s, so E(s) - E(-s) = -2 b.s and E(s) + E(-s) = s.s - s.Cs;
+    and <u, Cv> = <Cu, v>."""
+    net, W = _tiny_resnet()
+    sizes = net.sizes[1: net.n_state_layers + 1]
+    rng = np.random.default_rng(6)
+    u, v = ([rng.normal(size=(3, n)) for n in sizes] for _ in range(2))
+    x = np.zeros((3, net.sizes[0]))
+    Cv, Cu = net.coupling(W, v), net.coupling(W, u)
+    even = net.energy(x, v, W) + net.energy(x, [-a for a in v], W)
+    quad = sum((a * a).sum(1) - (a * c).sum(1) for a, c in zip(v, Cv))
+    np.testing.assert_allclose(even, quad, rtol=1e-10)
+    np.testing.assert_allclose(sum((a * c).sum(1) for a, c in zip(u, Cv)),
+                               sum((c * a).sum(1) for a, c in zip(v, Cu)), rtol=1e-10)
+
+
+def test_the_coupling_extremes_are_its_largest_and_smallest_eigenvalues():
+    net, W = _tiny_resnet()
+    sizes = net.sizes[1: net.n_state_layers + 1]
+    n = sum(sizes)
+    C = np.stack([np.concatenate(net.coupling(W, np.split(np.eye(n)[i][None], np.cumsum(sizes)[:-1], axis=1)),
+                                 axis=1)[0] for i in range(n)])
+    eig = np.linalg.eigvalsh(C)
+    hi, lo = net.coupling_extremes(W)
+    assert hi == pytest.approx(eig.max(), rel=1e-6) and lo == pytest.approx(eig.min(), rel=1e-6)
+
+
+def test_a_pooling_coupling_is_refused():
+    from networks.activations import make_activation
+    from networks.conv_net import conv_net
+
+    net = conv_net((1, 14, 14), [2, 3], 4, make_activation("hard_sigmoid"), kernel=3, pool=2)
+    W = net.init_weights(np.random.default_rng(0))
+    with pytest.raises(ValueError, match="max-pools"):
+        net.coupling(W, [np.zeros((1, n)) for n in net.sizes[1: net.n_state_layers + 1]])
