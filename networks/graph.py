@@ -241,6 +241,32 @@ class Network:
         values = eigsh(op, k=2, which="BE", v0=np.ones(n), tol=tol, return_eigenvectors=False)
         return float(values.max()), float(values.min())
 
+    def free_coupling_max(self, weights: list[np.ndarray], state: np.ndarray) -> tuple[float, float]:
+        """For one sample's flat state over the L state layers: the share of units strictly inside the
+        activation's box (free), and the largest eigenvalue of the coupling restricted to them, ``D C D``. The
+        energy's Hessian on the free units is ``I - D C D``: the state is a strict minimum, and the relaxation
+        contracts to it, only while that eigenvalue is below 1 (0 when no unit is free)."""
+        from scipy.sparse.linalg import LinearOperator, eigsh
+
+        sizes = self.sizes[1: self.n_state_layers + 1]
+        cuts = np.cumsum(sizes)[:-1]
+        free = (state > 0) & (state < self.activation.bound)
+        n = int(free.sum())
+        if n == 0:
+            return 0.0, 0.0
+
+        def apply(v):
+            full = np.zeros(len(state))
+            full[free] = np.ravel(v)
+            return np.concatenate(self.coupling(weights, np.split(full[None], cuts, axis=1)), axis=1)[0][free]
+
+        if n <= 2:  # too few for Lanczos
+            M = np.stack([apply(np.eye(n)[i]) for i in range(n)])
+            return n / len(state), float(np.linalg.eigvalsh(M).max())
+        op = LinearOperator((n, n), matvec=apply, dtype=np.float64)
+        top = eigsh(op, k=1, which="LA", v0=np.ones(n), tol=1e-6, return_eigenvectors=False)
+        return n / len(state), float(top[0])
+
 
 def chain(sizes) -> tuple[Edge, ...]:
     """The layered network's blocks: each layer joined to the next, with its bias."""

@@ -451,6 +451,21 @@ def test_the_coupling_extremes_are_its_largest_and_smallest_eigenvalues():
     assert hi == pytest.approx(eig.max(), rel=1e-6) and lo == pytest.approx(eig.min(), rel=1e-6)
 
 
+def test_the_coupling_on_free_units_is_the_principal_submatrix():
+    """Units at 0 or at the bound drop out: the eigenvalue is that of C's rows and columns of the free units."""
+    net, W = _tiny_resnet()
+    sizes = net.sizes[1: net.n_state_layers + 1]
+    n = sum(sizes)
+    C = np.stack([np.concatenate(net.coupling(W, np.split(np.eye(n)[i][None], np.cumsum(sizes)[:-1], axis=1)),
+                                 axis=1)[0] for i in range(n)])
+    state = np.random.default_rng(7).uniform(-2.0, 8.0, n)  # about 20% at 0, 20% at the bound 6
+    free = (state > 0) & (state < 6)
+    share, top = net.free_coupling_max(W, state)
+    assert share == free.mean() and 0 < share < 1
+    assert top == pytest.approx(np.linalg.eigvalsh(C[np.ix_(free, free)]).max(), rel=1e-6)
+    assert net.free_coupling_max(W, np.zeros(n)) == (0.0, 0.0)
+
+
 def test_a_pooling_coupling_is_refused():
     from networks.activations import make_activation
     from networks.conv_net import conv_net

@@ -26,8 +26,11 @@ from crossbar_sim.run import dataset_for
 from crossbar_sim.trainer import Trainer
 
 
-def trace(scenario: str, overrides: list[str], batches: int) -> list[str]:
-    """One Markdown row per batch."""
+def trace(scenario: str, overrides: list[str], batches: int, coupling_every: int = 0,
+          coupling_images: int = 8) -> list[str]:
+    """One Markdown row per batch; with ``coupling_every`` N > 0, every N-th (and the first) also gives the
+    largest eigenvalue of the coupling on the free units (``Network.free_coupling_max``) of the batch's first
+    ``coupling_images`` free states: median and max over them."""
     sc = load_scenario(scenario, overrides)
     data = dataset_for(sc)
     tr = Trainer(sc, data, sc.hardware.device.build(), progress=False)
@@ -44,11 +47,16 @@ def trace(scenario: str, overrides: list[str], batches: int) -> list[str]:
         right = score / len(idx)
         layers = np.split(res.free_state, np.cumsum(sizes)[:-1], axis=1)
         ratio = [np.linalg.norm(g) / max(np.linalg.norm(w), 1e-30) for g, w in zip(est, before)]
+        coupling = "-"
+        if coupling_every and (b == 0 or (b + 1) % coupling_every == 0):
+            W = [w.astype(np.float64) for w in before]  # the weights the free phase ran on
+            tops = [net.free_coupling_max(W, s.astype(np.float64))[1] for s in res.free_state[:coupling_images]]
+            coupling = f"{np.median(tops):.3f} / {max(tops):.3f}"
         rows.append(f"| {b + 1} | {' / '.join(str(v) for v in res.steps.values())} | {right:.2f} | "
                     + " ".join(f"{s.mean():.2g}" for s in layers) + " | "
                     + " ".join(f"{(s >= bound).mean():.2f}" for s in layers) + " | "
                     + " ".join(f"{(s <= 0).mean():.2f}" for s in layers) + " | "
-                    + " ".join(f"{r:.1e}" for r in ratio) + " |")
+                    + " ".join(f"{r:.1e}" for r in ratio) + f" | {coupling} |")
         print(rows[-1], flush=True)
     return rows
 
@@ -58,17 +66,21 @@ def main() -> None:
     ap.add_argument("scenario")
     ap.add_argument("--batches", type=int, default=25)
     ap.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
+    ap.add_argument("--coupling-every", type=int, default=0, metavar="N",
+                    help="every N batches, the coupling's largest eigenvalue on the free units (no pooling blocks)")
+    ap.add_argument("--coupling-images", type=int, default=8)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     start = time.perf_counter()
-    rows = trace(args.scenario, args.overrides, args.batches)
+    rows = trace(args.scenario, args.overrides, args.batches, args.coupling_every, args.coupling_images)
     head = [f"# First training batches: {args.scenario} {' '.join(args.overrides)}",
             f"{platform.machine()}, {numba.get_num_threads()} threads, {time.perf_counter() - start:.0f} s. "
             "'steps': free / nudged phases; 'right': fraction of the batch the free phase classifies right; "
             "per state layer from the input up: mean free state, fraction at the bound, fraction at 0; per block: "
-            "|EP estimate| / |weights| before the batch's write.", "",
-            "| batch | steps | right | mean per layer | at bound | at 0 | estimate / weights per block |",
-            "|---|---|---|---|---|---|---|"]
+            "|EP estimate| / |weights| before the batch's write; 'D C D': the coupling's largest eigenvalue on the "
+            "free units of the batch's first free states (median / max; a strict minimum needs it below 1).", "",
+            "| batch | steps | right | mean per layer | at bound | at 0 | estimate / weights per block | D C D |",
+            "|---|---|---|---|---|---|---|---|"]
     Path(args.out).write_text("\n".join(head + rows) + "\n")
 
 

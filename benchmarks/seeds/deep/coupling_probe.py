@@ -22,31 +22,10 @@ from pathlib import Path
 
 import numba
 import numpy as np
-from scipy.sparse.linalg import LinearOperator, eigsh
 
 from crossbar_sim.config import load_scenario
 from crossbar_sim.run import dataset_for, load_run
 from crossbar_sim.trainer import Trainer
-
-
-def free_masked_top(net, weights, state: np.ndarray, bound: float) -> tuple[float, float]:
-    """The share of units strictly inside (0, bound) in one sample's flat state, and the largest eigenvalue of
-    the coupling restricted to them."""
-    sizes = net.sizes[1: net.n_state_layers + 1]
-    cuts = np.cumsum(sizes)[:-1]
-    free = (state > 0) & (state < bound)
-    n = int(free.sum())
-    if n == 0:
-        return 0.0, 0.0
-
-    def apply(v):
-        full = np.zeros(len(state))
-        full[free] = np.ravel(v)
-        return np.concatenate(net.coupling(weights, np.split(full[None], cuts, axis=1)), axis=1)[0][free]
-
-    op = LinearOperator((n, n), matvec=apply, dtype=np.float64)
-    top = eigsh(op, k=1, which="LA", v0=np.ones(n), tol=1e-6, return_eigenvectors=False)
-    return n / len(state), float(top[0])
 
 
 def probe(target: str, overrides: list[str], batch: int) -> str:
@@ -71,7 +50,7 @@ def probe(target: str, overrides: list[str], batch: int) -> str:
     res = eng.settle(eng.input_dac(x), y, S, 0.0, ep.free_steps, ep.dynamics, ep.tol, ep.eps, ep.aux_weight,
                      ep.omega)
     states = np.concatenate(eng.layers(S, batch), axis=1)
-    rows = [free_masked_top(net, weights, s.astype(np.float64), net.activation.bound) for s in states]
+    rows = [net.free_coupling_max(weights, s.astype(np.float64)) for s in states]
     share = np.array([r[0] for r in rows])
     top = np.array([r[1] for r in rows])
     return (f"| {target} | {where} | {hi:.3f} | {lo:.3f} | {res.steps} | {share.mean():.2f} | "
