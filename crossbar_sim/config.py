@@ -160,6 +160,14 @@ class TrainConfig:
     # would find u, v by a few alternating forward and transposed reads of the array (a power iteration); the
     # simulation takes an exact SVD and does not count those reads.
     spectral_cap: Union[float, None] = spec(None, lo=0.0, lo_open=True)
+    # after each batch's write, the largest eigenvalue of the states' coupling on the units the batch's free
+    # phase left strictly inside the activation's box (the energy's Hessian there is I - D C D; median over the
+    # batch's first few free states, Network.free_coupling_max) is held at most this value: above it, every
+    # block between two state layers is scaled by cap / eigenvalue (biases and input blocks untouched). Keeps
+    # the free state a minimum the relaxation contracts to. None: off. Networks without max-pooling only. A
+    # chip would run the power iteration as forward and transposed reads gated by each unit's at-rail flag;
+    # the simulation uses Lanczos on the weights as the arrays read them and does not count those reads.
+    free_coupling_cap: Union[float, None] = spec(None, lo=0.0, lo_open=True)
     schedule: str = spec("constant", choices=("constant", "cosine"))  # of the learning rates, per epoch
 
 
@@ -266,9 +274,10 @@ class Scenario:
         self._check_augmentation()
         t = self.train
         shaped = t.momentum > 0 or t.weight_decay > 0 or t.clip_norm or t.relative_steps or t.keep_norm
-        if (shaped or t.spectral_cap) and self.hardware.update.mode == "pulse_trains":
+        if (shaped or t.spectral_cap or t.free_coupling_cap) and self.hardware.update.mode == "pulse_trains":
             raise ConfigError("train.momentum / train.weight_decay / train.clip_norm / train.relative_steps / "
-                              "train.keep_norm / train.spectral_cap: pulse trains write each phase's outer products "
+                              "train.keep_norm / train.spectral_cap / train.free_coupling_cap: pulse trains write "
+                              "each phase's outer products "
                               "directly, so there is no update to smooth, decay, clip, scale or project; use "
                               "update.mode: pulse_count")
         if t.clip_norm and t.relative_steps:

@@ -191,6 +191,9 @@ def _zero_ops() -> np.ndarray:
     return np.zeros(len(OPS), dtype=np.int64)
 
 
+COUPLING_IMAGES = 4  # train.free_coupling_cap: free states per batch whose coupling is measured
+
+
 @dataclass
 class Counters:
     """What a run spent: relaxation steps, and the ``OPS`` counts of training and of evaluation."""
@@ -202,6 +205,8 @@ class Counters:
     train_ops: np.ndarray = field(default_factory=_zero_ops)
     eval_ops: np.ndarray = field(default_factory=_zero_ops)
     train_energy_j: float = 0.0  # when hardware.energy is set
+    coupling_top: float = 0.0  # train.free_coupling_cap: the last batch's eigenvalue before any scaling
+    coupling_scalings: int = 0  # batches after which the cap scaled the coupling down
     history: list = field(default_factory=list)
 
     @property
@@ -249,6 +254,10 @@ class Trainer:
         self.spectral_caps = (None if cap is None else
                               [cap * top_singular(a.W_view[: len(a.W_view) - e.bias])[0]
                                for e, a in zip(self.network.state_edges, self.engine.arrays)])
+        if scenario.train.free_coupling_cap is not None and any(
+                e.conv is not None and e.conv.pool > 1 for e in self.network.state_edges):
+            raise ConfigError("train.free_coupling_cap: this network max-pools, and a pooling block's coupling is "
+                              "not linear; use it on networks without pooling")
         # SGD momentum: one velocity per block, a digital buffer beside its array (None without momentum)
         self.velocity = ([np.zeros(a.W_view.shape) for a in self.engine.arrays]
                          if scenario.train.momentum > 0 else None)
@@ -388,6 +397,29 @@ class Trainer:
                 excess = spectral_excess(array.W_view, self.spectral_caps[k], self.engine.edges[k].bias)
                 if excess is not None:
                     array.apply(excess, self.rng["write"])
+        if self.scenario.train.free_coupling_cap is not None:
+            self._hold_free_coupling(res.free_state)
+
+    def _hold_free_coupling(self, free_state: np.ndarray) -> None:
+        """``train.free_coupling_cap``: the median, over the first ``COUPLING_IMAGES`` free states, of the
+        coupling's largest eigenvalue on their free units, at the weights just written; above the cap, every
+        block between two state layers is written down by the factor cap / eigenvalue."""
+        cap = self.scenario.train.free_coupling_cap
+        net, arrays = self.network, self.engine.arrays
+        weights = [a.W_view.astype(np.float64) for a in arrays]
+        top = float(np.median([net.free_coupling_max(weights, s.astype(np.float64))[1]
+                               for s in free_state[:COUPLING_IMAGES]]))
+        self.counters.coupling_top = top
+        if top <= cap * (1 + 1e-5):  # the float32 weights of a scaling just made land within rounding of the cap
+            return
+        self.counters.coupling_scalings += 1
+        for e, array, W in zip(net.state_edges, arrays, weights):
+            if e.src == 0:
+                continue
+            step = (cap / top - 1.0) * W
+            if e.bias:
+                step[-1] = 0.0
+            array.apply(step, self.rng["write"])
 
     def _direction(self, k: int, g: np.ndarray, array) -> np.ndarray:
         """The step of block ``k`` for the EP estimate ``g``: SGD, with relative steps ``g ||W|| / ||g||``
@@ -453,6 +485,9 @@ class Trainer:
                 "seconds": self.wall_seconds(),
             }
             row["log_spread"] = self.diag.end_epoch()["log_spread"]
+            if self.scenario.train.free_coupling_cap is not None:
+                row["coupling_top"] = c.coupling_top
+                row["coupling_scalings"] = c.coupling_scalings
             if energy.enabled:
                 total = energy_j(energy, c.train_ops, self.engine.pulses)["total"]
                 row["energy_j"] = total - c.train_energy_j

@@ -25,6 +25,9 @@ from networks.activations import Activation
 from networks.convolution import ConvGeometry, fold, nchw_to_pixels, patches, pixels_to_nchw, pool_max
 
 
+DENSE_EIGEN = 200  # Network.free_coupling_max: up to this many free units, a dense eigendecomposition
+
+
 @dataclass(frozen=True, eq=False)
 class Edge:
     """One connection block: ``src`` -> ``dst`` layers, with the bias row of ``dst`` or not, and a mask; or a
@@ -260,9 +263,11 @@ class Network:
             full[free] = np.ravel(v)
             return np.concatenate(self.coupling(weights, np.split(full[None], cuts, axis=1)), axis=1)[0][free]
 
-        if n <= 2:  # too few for Lanczos
+        if n <= DENSE_EIGEN:  # few enough to build the matrix
             M = np.stack([apply(np.eye(n)[i]) for i in range(n)])
             return n / len(state), float(np.linalg.eigvalsh(M).max())
+        if not apply(np.ones(n)).any():  # no two free units coupled (Lanczos cannot start)
+            return n / len(state), 0.0
         op = LinearOperator((n, n), matvec=apply, dtype=np.float64)
         top = eigsh(op, k=1, which="LA", v0=np.ones(n), tol=1e-6, return_eigenvectors=False)
         return n / len(state), float(top[0])

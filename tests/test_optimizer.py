@@ -237,3 +237,46 @@ def test_spectral_cap_holds_the_inner_blocks_and_frees_the_readout():
     tr2 = Trainer(free, dataset_for(free), free.hardware.device.build(), progress=False)
     tr2.fit()
     assert max(top_singular(a.W_view[:-1])[0] / s for a, s in zip(tr2.engine.arrays[:inner], s0)) > 1.003
+
+
+def _coupled(cap, **network):
+    sc = load_scenario(raw={**RAW, "network": {"sizes": [64, 30, 20, 16, 10], "init_gain": 3.0, **network},
+                            "ep": {**RAW["ep"], "loss": "cross_entropy"},
+                            "train": {"epochs": 1, "lr": 0.05, "free_coupling_cap": cap}})
+    return Trainer(sc, dataset_for(sc), sc.hardware.device.build(), progress=False)
+
+
+def test_free_coupling_cap_scales_the_coupling_blocks_down_to_it():
+    """At the batch's free states, the median top eigenvalue on their free units ends at the cap: every block
+    between state layers scaled by one factor, the input block and the biases untouched."""
+    tr = _coupled(0.1)
+    net = tr.network
+    _, res = tr.step.estimate(tr.data.x_train[:8], tr.data.targets(tr.data.y_train[:8]),
+                              np.zeros(8 * tr.engine.state_size(), np.float32), np.random.default_rng(0))
+    states = res.free_state.astype(np.float64)
+    before = [a.W_view.astype(np.float64) for a in tr.engine.arrays]
+    top = np.median([net.free_coupling_max(before, s)[1] for s in states[:4]])
+    assert top > 0.1  # the gain makes the cap bite
+    tr._hold_free_coupling(states)
+    after = [a.W_view.astype(np.float64) for a in tr.engine.arrays]
+    assert tr.counters.coupling_top == pytest.approx(top) and tr.counters.coupling_scalings == 1
+    np.testing.assert_array_equal(after[0], before[0])  # from the input: not part of the coupling
+    for e, b, a in zip(net.state_edges[1:], before[1:], after[1:]):
+        np.testing.assert_allclose(a[:-1], b[:-1] * 0.1 / top, rtol=1e-5)
+        np.testing.assert_array_equal(a[-1], b[-1])  # bias rows untouched
+    np.testing.assert_array_equal(after[-1], before[-1])  # the readout
+    assert np.median([net.free_coupling_max(after, s)[1] for s in states[:4]]) == pytest.approx(0.1, rel=1e-4)
+    tr._hold_free_coupling(states)  # now at the cap: nothing more
+    assert tr.counters.coupling_scalings == 1
+
+
+def test_free_coupling_cap_runs_in_training_and_is_refused_with_pooling():
+    tr = _coupled(0.1)
+    row = tr.fit()[0]
+    assert row["coupling_scalings"] >= 1 and row["coupling_top"] > 0
+    with pytest.raises(ConfigError, match="max-pools"):
+        load = load_scenario(raw={**RAW, "network": {"kind": "conv_net", "image": [1, 8, 8], "sizes": [64, 10],
+                                                     "channels": [3, 4], "kernel": 3, "padding": 1},
+                                  "ep": {**RAW["ep"], "loss": "cross_entropy"},
+                                  "train": {"epochs": 1, "free_coupling_cap": 0.9}})
+        Trainer(load, dataset_for(load), load.hardware.device.build(), progress=False)
