@@ -227,32 +227,19 @@ class Network:
             out[e.src - 1] += fold(nchw_to_pixels(upper, g) @ K.T, B, g)
         return out
 
-    def coupling_extremes(self, weights: list[np.ndarray], tol: float = 1e-8) -> tuple[float, float]:
-        """The largest and the smallest eigenvalue of the states' coupling ``C`` (:meth:`coupling`, symmetric), by
-        Lanczos iteration (scipy's ``eigsh``) from a fixed start. While the largest is below 1 the energy is
-        strongly convex: one equilibrium per input, and the relaxation contracts to it."""
-        from scipy.sparse.linalg import LinearOperator, eigsh
-
-        sizes = self.sizes[1: self.n_state_layers + 1]
-        cuts = np.cumsum(sizes)[:-1]
-
-        def apply(v):
-            return np.concatenate(self.coupling(weights, np.split(np.ravel(v)[None], cuts, axis=1)), axis=1)[0]
-
-        n = int(sum(sizes))
-        op = LinearOperator((n, n), matvec=apply, dtype=np.float64)
-        values = eigsh(op, k=2, which="BE", v0=np.ones(n), tol=tol, return_eigenvectors=False)
-        return float(values.max()), float(values.min())
+    def coupling_extremes(self, weights: list[np.ndarray]) -> tuple[float, float]:
+        """The largest and the smallest eigenvalue of the states' coupling ``C`` (:meth:`coupling`, symmetric).
+        While the largest is below 1 the energy is strongly convex: one equilibrium per input, and the
+        relaxation contracts to it."""
+        n = sum(self.sizes[1: self.n_state_layers + 1])
+        hi, lo = _extreme_eigenvalues(lambda v: self._flat_coupling(weights, v), n, "BE", tol=1e-8)
+        return hi, lo
 
     def free_coupling_max(self, weights: list[np.ndarray], state: np.ndarray) -> tuple[float, float]:
         """For one sample's flat state over the L state layers: the share of units strictly inside the
         activation's box (free), and the largest eigenvalue of the coupling restricted to them, ``D C D``. The
         energy's Hessian on the free units is ``I - D C D``: the state is a strict minimum, and the relaxation
         contracts to it, only while that eigenvalue is below 1 (0 when no unit is free)."""
-        from scipy.sparse.linalg import LinearOperator, eigsh
-
-        sizes = self.sizes[1: self.n_state_layers + 1]
-        cuts = np.cumsum(sizes)[:-1]
         free = (state > 0) & (state < self.activation.bound)
         n = int(free.sum())
         if n == 0:
@@ -260,17 +247,32 @@ class Network:
 
         def apply(v):
             full = np.zeros(len(state))
-            full[free] = np.ravel(v)
-            return np.concatenate(self.coupling(weights, np.split(full[None], cuts, axis=1)), axis=1)[0][free]
+            full[free] = v
+            return self._flat_coupling(weights, full)[free]
 
-        if n <= DENSE_EIGEN:  # few enough to build the matrix
-            M = np.stack([apply(np.eye(n)[i]) for i in range(n)])
-            return n / len(state), float(np.linalg.eigvalsh(M).max())
-        if not apply(np.ones(n)).any():  # no two free units coupled (Lanczos cannot start)
-            return n / len(state), 0.0
-        op = LinearOperator((n, n), matvec=apply, dtype=np.float64)
-        top = eigsh(op, k=1, which="LA", v0=np.ones(n), tol=1e-6, return_eigenvectors=False)
-        return n / len(state), float(top[0])
+        return n / len(state), _extreme_eigenvalues(apply, n, "LA", tol=1e-6)[0]
+
+    def _flat_coupling(self, weights: list[np.ndarray], v: np.ndarray) -> np.ndarray:
+        """:meth:`coupling` of one flat vector over the L state layers."""
+        cuts = np.cumsum(self.sizes[1: self.n_state_layers + 1])[:-1]
+        return np.concatenate(self.coupling(weights, np.split(np.ravel(v)[None], cuts, axis=1)), axis=1)[0]
+
+
+def _extreme_eigenvalues(apply, n: int, which: str, tol: float) -> tuple[float, ...]:
+    """Of the symmetric operator ``apply`` on R^n: with ``which="LA"`` (largest,), with ``"BE"`` (largest,
+    smallest). A dense eigendecomposition up to ``DENSE_EIGEN``, else Lanczos (scipy's ``eigsh``) from a fixed
+    start (to relative accuracy ``tol``), so the same weights give the same numbers."""
+    if n <= DENSE_EIGEN:
+        eig = np.linalg.eigvalsh(np.stack([apply(np.eye(n)[i]) for i in range(n)]))
+        return (float(eig[-1]),) if which == "LA" else (float(eig[-1]), float(eig[0]))
+    if not apply(np.ones(n)).any():  # Lanczos cannot start from a vector the operator sends to 0
+        return (0.0,) if which == "LA" else (0.0, 0.0)
+    from scipy.sparse.linalg import LinearOperator, eigsh
+
+    op = LinearOperator((n, n), matvec=apply, dtype=np.float64)
+    values = eigsh(op, k=1 if which == "LA" else 2, which=which, v0=np.ones(n), tol=tol,
+                   return_eigenvectors=False)
+    return (float(values.max()),) if which == "LA" else (float(values.max()), float(values.min()))
 
 
 def chain(sizes) -> tuple[Edge, ...]:
