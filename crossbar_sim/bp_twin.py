@@ -7,6 +7,7 @@ included), the feedback of the Hopfield dynamics left out. The readout is the sa
 squared error (MSE), or the softmax readout with cross-entropy. Training uses the scenario's batches, epochs,
 per-block learning rates and their schedule, gradient-norm clipping, momentum and weight decay (plain SGD; the
 rates are per sample means, as in EP), its initial weights (the same seed) and its data order stream, in float32 on the CPU.
+``train.free_coupling_cap`` is not applied: it holds the energy model's equilibrium a minimum, and the twin has none.
 
 torch is only in the ``test`` extra, so this module imports it on use.
 """
