@@ -19,8 +19,8 @@ import numpy as np
 
 from crossbar_sim.config import Scenario
 from crossbar_sim.data import Dataset
-from crossbar_sim.trainer import (augmented, block_rates, build_network, initial_weights, lr_factor, relative_step,
-                                  spectral_excess, streams, tangential, top_singular)
+from crossbar_sim.trainer import (augmented, bias_scaled, block_rates, build_network, initial_weights, lr_factor,
+                                  relative_step, spectral_excess, streams, tangential, top_singular)
 from networks.graph import Network
 
 
@@ -148,6 +148,7 @@ def train_bp(scenario: Scenario, data: Dataset, progress: bool = True, on_epoch=
                     G[:] = relative_step(G, W, None, e.bias)
                 if t.keep_norm and k < len(network.state_edges):
                     G[:] = tangential(G, W, e.bias)
+                G[:] = bias_scaled(G, e.bias, t.bias_lr)
             opt.step()
             for e, p, cap in zip(network.state_edges, model.params, caps or []):
                 W = p.detach().numpy()

@@ -147,6 +147,10 @@ class TrainConfig:
     # block whose states are 1e-3 as for one whose states are 1. On a chip: two norms per array per batch,
     # computed digitally.
     relative_steps: bool = False
+    # multiplier of the rate on every block's bias row (its estimate scaled before weight decay and momentum);
+    # 1: the plain rate. With relative steps the bias rows keep the plain rate, and at a small state scale a
+    # bias, driven by the bound, can outgrow what the weights bring and pin its units at a rail.
+    bias_lr: float = spec(1.0, lo=0.0)
     # the blocks inside the dynamics (not the softmax readouts) step only along their weights' sphere: the
     # radial part of each step (along W, weight rows only) is removed before momentum, so their norms, and with
     # them the energy's coupling, stay near where they started while their directions learn. A deep energy
@@ -273,10 +277,12 @@ class Scenario:
                               f"by the squared error, so use loss: mse, not {self.ep.loss}")
         self._check_augmentation()
         t = self.train
-        shaped = t.momentum > 0 or t.weight_decay > 0 or t.clip_norm or t.relative_steps or t.keep_norm
+        shaped = (t.momentum > 0 or t.weight_decay > 0 or t.clip_norm or t.relative_steps or t.keep_norm
+                  or t.bias_lr != 1.0)
         if (shaped or t.spectral_cap or t.free_coupling_cap) and self.hardware.update.mode == "pulse_trains":
             raise ConfigError("train.momentum / train.weight_decay / train.clip_norm / train.relative_steps / "
-                              "train.keep_norm / train.spectral_cap / train.free_coupling_cap: pulse trains write "
+                              "train.bias_lr / train.keep_norm / train.spectral_cap / train.free_coupling_cap: pulse "
+                              "trains write "
                               "each phase's outer products "
                               "directly, so there is no update to smooth, decay, clip, scale or project; use "
                               "update.mode: pulse_count")

@@ -151,6 +151,16 @@ def relative_step(g: np.ndarray, W: np.ndarray, mask: np.ndarray | None = None, 
     return out
 
 
+def bias_scaled(g: np.ndarray, bias: bool, factor: float) -> np.ndarray:
+    """The step ``g`` with its bias row (the last, when ``bias``) times ``factor`` (``train.bias_lr``); ``g``
+    itself when there is nothing to scale."""
+    if not bias or factor == 1.0:
+        return g
+    out = g.copy()
+    out[-1] *= np.asarray(factor, dtype=g.dtype)
+    return out
+
+
 def tangential(g: np.ndarray, W: np.ndarray, bias: bool = False) -> np.ndarray:
     """The step ``g`` less its component along the weights ``W`` (``train.keep_norm``), over the weight rows; a
     bias row (``bias``: the last row) is left as it is. Masked entries are zero in ``W`` and add nothing."""
@@ -432,6 +442,7 @@ class Trainer:
             g = relative_step(g, array.W_view, array.mask, bias)
         if t.keep_norm and k < len(self.engine.network.state_edges):
             g = tangential(g, array.W_view, bias)
+        g = bias_scaled(g, bias, t.bias_lr)
         if t.weight_decay > 0:
             g = g - t.weight_decay * array.W_view
         if self.velocity is None:

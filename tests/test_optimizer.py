@@ -66,6 +66,8 @@ def test_momentum_survives_a_checkpoint():
     ({"keep_norm": True}, {"update": {"mode": "pulse_trains"}}, "pulse trains write each phase's outer products directly"),
     ({"spectral_cap": 1.0}, {"update": {"mode": "pulse_trains"}}, "pulse trains write each phase's outer products directly"),
     ({"spectral_cap": 0.0}, {}, "train.spectral_cap"),
+    ({"bias_lr": 0.1}, {"update": {"mode": "pulse_trains"}}, "pulse trains write each phase's outer products directly"),
+    ({"bias_lr": -1.0}, {}, "train.bias_lr"),
     ({"momentum": 1.0}, {}, "train.momentum: expected a value below 1"),
     ({"nesterov": True}, {}, "train.nesterov: needs train.momentum > 0"),
 ])
@@ -174,6 +176,23 @@ def test_relative_steps_move_every_block_by_lr_times_its_norm():
     for a, b in zip(tr.engine.arrays, before):
         moved = np.sqrt(((a.W_view[:-1] - b[:-1]) ** 2).sum())
         np.testing.assert_allclose(moved, 0.01 * np.sqrt((b[:-1] ** 2).sum()), rtol=1e-3)
+
+
+def test_bias_lr_scales_only_the_bias_rows_of_the_step():
+    """Ideal devices, relative steps: with train.bias_lr the weight rows move as before and each bias row by that
+    factor times what it moved at the plain rate."""
+    moves = {}
+    for factor in (1.0, 0.1):
+        sc = load_scenario(raw={**RAW, "network": {"sizes": [64, 30, 20, 10]},
+                                "train": {"epochs": 1, "lr": 0.01, "relative_steps": True, "bias_lr": factor}})
+        tr = Trainer(sc, dataset_for(sc), sc.hardware.device.build(), progress=False)
+        before = [a.W_view.astype(np.float64).copy() for a in tr.engine.arrays]
+        tr.train_batch(np.arange(32), 1, "test")
+        moves[factor] = [a.W_view.astype(np.float64) - b for a, b in zip(tr.engine.arrays, before)]
+    for plain, scaled in zip(moves[1.0], moves[0.1]):
+        np.testing.assert_allclose(scaled[:-1], plain[:-1], rtol=1e-4, atol=1e-9)
+        np.testing.assert_allclose(scaled[-1], 0.1 * plain[-1], rtol=1e-4, atol=1e-9)
+        assert np.abs(plain[-1]).max() > 0
 
 
 def test_tangential_removes_the_radial_part_of_the_weight_rows_only():
