@@ -424,6 +424,12 @@ def _tiny_resnet():
     return net, W
 
 
+def _dense_coupling(net, W):
+    """The coupling C as a matrix, column by column."""
+    n = sum(net.sizes[1: net.n_state_layers + 1])
+    return np.stack([net._flat_coupling(W, np.eye(n)[i]) for i in range(n)], axis=1)
+
+
 def test_the_coupling_is_the_energys_quadratic_part_and_symmetric():
     """With the input at 0, E(s) = 1/2 s.s - 1/2 s.Cs - b.s, so E(s) - E(-s) = -2 b.s and E(s) + E(-s) = s.s - s.Cs;
     and <u, Cv> = <Cu, v>."""
@@ -442,11 +448,7 @@ def test_the_coupling_is_the_energys_quadratic_part_and_symmetric():
 
 def test_the_coupling_extremes_are_its_largest_and_smallest_eigenvalues():
     net, W = _tiny_resnet()
-    sizes = net.sizes[1: net.n_state_layers + 1]
-    n = sum(sizes)
-    C = np.stack([np.concatenate(net.coupling(W, np.split(np.eye(n)[i][None], np.cumsum(sizes)[:-1], axis=1)),
-                                 axis=1)[0] for i in range(n)])
-    eig = np.linalg.eigvalsh(C)
+    eig = np.linalg.eigvalsh(_dense_coupling(net, W))
     hi, lo = net.coupling_extremes(W)
     assert hi == pytest.approx(eig.max(), rel=1e-6) and lo == pytest.approx(eig.min(), rel=1e-6)
 
@@ -454,10 +456,8 @@ def test_the_coupling_extremes_are_its_largest_and_smallest_eigenvalues():
 def test_the_coupling_on_free_units_is_the_principal_submatrix():
     """Units at 0 or at the bound drop out: the eigenvalue is that of C's rows and columns of the free units."""
     net, W = _tiny_resnet()
-    sizes = net.sizes[1: net.n_state_layers + 1]
-    n = sum(sizes)
-    C = np.stack([np.concatenate(net.coupling(W, np.split(np.eye(n)[i][None], np.cumsum(sizes)[:-1], axis=1)),
-                                 axis=1)[0] for i in range(n)])
+    C = _dense_coupling(net, W)
+    n = len(C)
     state = np.random.default_rng(7).uniform(-2.0, 8.0, n)  # about 20% at 0, 20% at the bound 6
     free = (state > 0) & (state < 6)
     share, top = net.free_coupling_max(W, state)
