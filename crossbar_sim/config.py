@@ -282,10 +282,8 @@ class Scenario:
         if (shaped or t.spectral_cap or t.free_coupling_cap) and self.hardware.update.mode == "pulse_trains":
             raise ConfigError("train.momentum / train.weight_decay / train.clip_norm / train.relative_steps / "
                               "train.bias_lr / train.keep_norm / train.spectral_cap / train.free_coupling_cap: pulse "
-                              "trains write "
-                              "each phase's outer products "
-                              "directly, so there is no update to smooth, decay, clip, scale or project; use "
-                              "update.mode: pulse_count")
+                              "trains write each phase's outer products directly, so there is no update to smooth, "
+                              "decay, clip, scale or project; use update.mode: pulse_count")
         if t.clip_norm and t.relative_steps:
             raise ConfigError("train.clip_norm and train.relative_steps: relative steps set every block's norm, "
                               "so a global clip has nothing left to do; use one of them")
