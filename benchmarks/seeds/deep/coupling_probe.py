@@ -7,7 +7,8 @@ minimum, and the relaxation contracts to it, only while the largest eigenvalue o
 coupling's largest eigenvalue over every unit bounds it from above (interlacing). For each run (a directory
 with ``config.yaml`` and ``checkpoint.pkl``: its weights after the last checkpoint; or a scenario file: its
 initial weights), prints the whole coupling's extreme eigenvalues and, for ``--batch`` training images after the
-run's free phase, the share of free units and the largest eigenvalue of each sample's ``D C D``. Networks
+run's free phase, the share of free units and the largest eigenvalue of each sample's ``D C D``; and the drive
+each layer's biases add (the bound times their mean). Networks
 without max-pooling blocks only (a pooling coupling is not linear). Writes a Markdown table to ``--out``.
 
     python benchmarks/seeds/deep/coupling_probe.py benchmarks/seeds/deep/fmnist_resnet13_crossbar.yaml \\
@@ -53,8 +54,10 @@ def probe(target: str, overrides: list[str], batch: int) -> str:
     rows = [net.free_coupling_max(weights, s.astype(np.float64)) for s in states]
     share = np.array([r[0] for r in rows])
     top = np.array([r[1] for r in rows])
+    bound = net.activation.bound
+    bias = " ".join(f"{bound * W[-1].mean():+.2g}" for e, W in zip(net.state_edges, weights) if e.bias)
     return (f"| {target} | {where} | {hi:.3f} | {lo:.3f} | {res.steps} | {share.mean():.2f} | "
-            f"{np.median(top):.3f} | {top.max():.3f} | {(top >= 1).mean():.2f} |")
+            f"{np.median(top):.3f} | {top.max():.3f} | {(top >= 1).mean():.2f} | {bias} |")
 
 
 def main() -> None:
@@ -74,10 +77,11 @@ def main() -> None:
             f"the first {args.batch} training images, each run's own free phase from zero states. 'C': the "
             "states' coupling (the energy's Hessian is I - C); 'free': units strictly inside the activation's "
             "box; 'D C D': the coupling on one sample's free units (its state is a strict minimum only while "
-            "the largest eigenvalue is below 1).", "",
+            "the largest eigenvalue is below 1). 'bias drive': the bound times each state layer's mean bias, "
+            "from layer 1 up.", "",
             "| run | weights | largest eigenvalue of C | smallest | free steps taken | free units | "
-            "largest of D C D, median | max | share of samples >= 1 |",
-            "|---|---|---|---|---|---|---|---|---|"]
+            "largest of D C D, median | max | share of samples >= 1 | bias drive per layer |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     Path(args.out).write_text("\n".join(head + rows) + "\n")
 
 
