@@ -232,8 +232,7 @@ class Network:
         While the largest is below 1 the energy is strongly convex: one equilibrium per input, and the
         relaxation contracts to it."""
         n = sum(self.sizes[1: self.n_state_layers + 1])
-        hi, lo = _extreme_eigenvalues(lambda v: self._flat_coupling(weights, v), n, "BE", tol=1e-8)
-        return hi, lo
+        return _extreme_eigenvalues(lambda v: self._flat_coupling(weights, v), n, "BE", tol=1e-8)
 
     def free_coupling_max(self, weights: list[np.ndarray], state: np.ndarray) -> tuple[float, float]:
         """For one sample's flat state over the L state layers: the share of units strictly inside the

@@ -258,8 +258,8 @@ def test_spectral_cap_holds_the_inner_blocks_and_frees_the_readout():
     assert max(top_singular(a.W_view[:-1])[0] / s for a, s in zip(tr2.engine.arrays[:inner], s0)) > 1.003
 
 
-def _coupled(cap, **network):
-    sc = load_scenario(raw={**RAW, "network": {"sizes": [64, 30, 20, 16, 10], "init_gain": 3.0, **network},
+def _coupled(cap):
+    sc = load_scenario(raw={**RAW, "network": {"sizes": [64, 30, 20, 16, 10], "init_gain": 3.0},
                             "ep": {**RAW["ep"], "loss": "cross_entropy"},
                             "train": {"epochs": 1, "lr": 0.05, "free_coupling_cap": cap}})
     return Trainer(sc, dataset_for(sc), sc.hardware.device.build(), progress=False)
@@ -293,9 +293,9 @@ def test_free_coupling_cap_runs_in_training_and_is_refused_with_pooling():
     tr = _coupled(0.1)
     row = tr.fit()[0]
     assert row["coupling_scalings"] >= 1 and row["coupling_top"] > 0
+    pooled = load_scenario(raw={**RAW, "network": {"kind": "conv_net", "image": [1, 8, 8], "sizes": [64, 10],
+                                                   "channels": [3, 4], "kernel": 3, "padding": 1},
+                                "ep": {**RAW["ep"], "loss": "cross_entropy"},
+                                "train": {"epochs": 1, "free_coupling_cap": 0.9}})
     with pytest.raises(ConfigError, match="max-pools"):
-        load = load_scenario(raw={**RAW, "network": {"kind": "conv_net", "image": [1, 8, 8], "sizes": [64, 10],
-                                                     "channels": [3, 4], "kernel": 3, "padding": 1},
-                                  "ep": {**RAW["ep"], "loss": "cross_entropy"},
-                                  "train": {"epochs": 1, "free_coupling_cap": 0.9}})
-        Trainer(load, dataset_for(load), load.hardware.device.build(), progress=False)
+        Trainer(pooled, dataset_for(pooled), pooled.hardware.device.build(), progress=False)
