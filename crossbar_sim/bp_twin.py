@@ -84,7 +84,8 @@ class FeedForward:
 
 def train_bp(scenario: Scenario, data: Dataset, progress: bool = True, on_epoch=None,
              train_logits: bool = False) -> dict:
-    """Train the scenario's network with backprop; returns ``{"history": [...], "test_accuracy", ...}``.
+    """Train the scenario's network with backprop; returns ``{"history": [...], "test_accuracy", ...,
+    "weights"}``, the last the trained blocks as float32 arrays in the network's edge order (bias row last).
 
     ``on_epoch(row)`` is called after each epoch with ``epoch``, ``train_accuracy`` (running, during the
     epoch), ``test_accuracy`` and ``seconds``. With ``train_logits`` (a softmax readout only) the result also
@@ -163,7 +164,8 @@ def train_bp(scenario: Scenario, data: Dataset, progress: bool = True, on_epoch=
         if on_epoch is not None:
             on_epoch(row)
     result = {"history": history, "test_accuracy": history[-1]["test_accuracy"],
-              "train_accuracy": history[-1]["train_accuracy"], "wall_seconds": time.perf_counter() - t0}
+              "train_accuracy": history[-1]["train_accuracy"], "wall_seconds": time.perf_counter() - t0,
+              "weights": [p.detach().numpy().copy() for p in model.params]}
     if train_logits:
         result["train_logits"] = _outputs(model, x_train).astype(np.float32)
     return result

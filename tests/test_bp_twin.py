@@ -116,3 +116,24 @@ def test_the_twin_writes_its_training_logits_as_a_teacher(tmp_path):
     np.save(teacher, z)
     assert main(["run", "scenarios/quickstart.yaml", "--quiet", "--out", str(tmp_path / "student"), "--set",
                  f"ep.distill.logits={teacher}", *[f"--set={o}" for o in over[1:]], "--set", "train.epochs=1"]) == 0
+
+
+@pytest.mark.parametrize("factor", [0.0, 0.25])
+def test_the_twin_scales_the_bias_rows_step_by_bias_lr(factor):
+    """One plain SGD step (a single batch): with train.bias_lr the weight rows end where they end at the plain
+    rate and each bias row moves by the factor times its plain move (not at all at 0)."""
+    from crossbar_sim.bp_twin import train_bp
+    from crossbar_sim.run import dataset_for
+
+    over = ["train.epochs=1", "ep.loss=cross_entropy", "network.sizes=[64, 30, 10]", "data.train_limit=32",
+            "data.batch_size=32", "train.lr=0.5"]
+    init = load_scenario("scenarios/quickstart.yaml", overrides=over + ["train.lr=0.0"])
+    data = dataset_for(init)
+    start = train_bp(init, data, progress=False)["weights"]
+    plain = train_bp(load_scenario("scenarios/quickstart.yaml", overrides=over), data, progress=False)["weights"]
+    scaled = train_bp(load_scenario("scenarios/quickstart.yaml", overrides=over + [f"train.bias_lr={factor}"]),
+                      data, progress=False)["weights"]
+    for w0, w1, w2 in zip(start, plain, scaled):
+        np.testing.assert_array_equal(w2[:-1], w1[:-1])
+        assert np.abs(w1[-1] - w0[-1]).max() > 1e-4
+        np.testing.assert_allclose(w2[-1] - w0[-1], factor * (w1[-1] - w0[-1]), rtol=1e-4, atol=1e-7)

@@ -1,5 +1,6 @@
 """Train a scenario's network as its feedforward backprop twin (:mod:`crossbar_sim.bp_twin`) and write
-``metrics.json`` and ``history.csv`` to ``--out``: the "BP" column next to EP in the seeds' tables.
+``metrics.json``, ``history.csv`` and ``weights.npz`` (the trained blocks in edge order) to ``--out``: the "BP"
+column next to EP in the seeds' tables.
 
     python benchmarks/seeds/deep/bp_twin.py benchmarks/seeds/deep/fmnist_conv.yaml --out benchmarks/results/deep/conv_bp
         [--set key=value ...] [--logits teacher.npy]
@@ -46,6 +47,7 @@ def main() -> None:
     if args.logits:
         np.save(args.logits, result.pop("train_logits"))
         result["logits"] = args.logits
+    np.savez(out / "weights.npz", *result.pop("weights"))  # arr_0, arr_1, ...: the blocks in edge order
     result.update(scenario=args.scenario, overrides=args.overrides, threads=args.threads,
                   machine=platform.processor() or platform.machine())
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
