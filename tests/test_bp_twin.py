@@ -126,13 +126,16 @@ def test_the_twin_scales_the_bias_rows_step_by_bias_lr(factor):
     from crossbar_sim.run import dataset_for
 
     over = ["train.epochs=1", "ep.loss=cross_entropy", "network.sizes=[64, 30, 10]", "data.train_limit=32",
-            "data.batch_size=32", "train.lr=0.5"]
-    init = load_scenario("scenarios/quickstart.yaml", overrides=over + ["train.lr=0.0"])
-    data = dataset_for(init)
-    start = train_bp(init, data, progress=False)["weights"]
-    plain = train_bp(load_scenario("scenarios/quickstart.yaml", overrides=over), data, progress=False)["weights"]
-    scaled = train_bp(load_scenario("scenarios/quickstart.yaml", overrides=over + [f"train.bias_lr={factor}"]),
-                      data, progress=False)["weights"]
+            "data.batch_size=32"]
+    data = dataset_for(load_scenario("scenarios/quickstart.yaml", overrides=over))
+
+    def trained(*extra):
+        return train_bp(load_scenario("scenarios/quickstart.yaml", overrides=over + list(extra)), data,
+                        progress=False)["weights"]
+
+    start = trained("train.lr=0.0")
+    plain = trained("train.lr=0.5")
+    scaled = trained("train.lr=0.5", f"train.bias_lr={factor}")
     for w0, w1, w2 in zip(start, plain, scaled):
         np.testing.assert_array_equal(w2[:-1], w1[:-1])
         assert np.abs(w1[-1] - w0[-1]).max() > 1e-4
