@@ -32,6 +32,70 @@ def _torch():
     return torch
 
 
+def block_forward(torch, g, bias, W, s, hi):
+    """What a block brings to its destination from the source state ``s`` (batch, n_src): ``s W`` plus the bias
+    row (times ``hi``) for a dense block; for a convolution (geometry ``g``, weights the unrolled kernel) the
+    convolution plus the per-channel bias, max-pooled when ``g`` pools."""
+    F = torch.nn.functional
+    n_src = W.shape[0] - bias
+    b = hi * W[-1] if bias else None
+    if g is None:
+        return s @ W[:n_src] if b is None else s @ W[:n_src] + b
+    kernel = W[:n_src].T.reshape(-1, g.C, g.k, g.k)
+    out = F.conv2d(s.reshape(len(s), g.C, g.H, g.W), kernel, b, stride=g.stride, padding=g.pad)
+    if g.pool > 1:
+        out = F.max_pool2d(out, g.pool)
+    return out.reshape(len(s), -1)
+
+
+def block_feedback(torch, g, bias, W, s_src, s_dst):
+    """What a block brings back to its source in the Hopfield dynamics: ``s_dst W^T``, or for a convolution
+    the transposed convolution of ``s_dst``, each pooled unit routed to its window's winner in the convolution
+    of the source's present state (no gradient through the choice of winner, as in the EP update)."""
+    F = torch.nn.functional
+    n_src = W.shape[0] - bias
+    if g is None:
+        return s_dst @ W[:n_src].T
+    B = len(s_src)
+    kernel = W[:n_src].T.reshape(-1, g.C, g.k, g.k)
+    up = s_dst.reshape(B, -1, g.OH // g.pool, g.OW // g.pool)
+    if g.pool > 1:
+        with torch.no_grad():
+            conv = F.conv2d(s_src.reshape(B, g.C, g.H, g.W), kernel, stride=g.stride, padding=g.pad)
+            _, where = F.max_pool2d(conv, g.pool, return_indices=True)
+        up = F.max_unpool2d(up, where, g.pool, output_size=(g.OH, g.OW))
+    extra = ((g.H + 2 * g.pad - g.k) % g.stride, (g.W + 2 * g.pad - g.k) % g.stride)
+    back = F.conv_transpose2d(up, kernel, stride=g.stride, padding=g.pad, output_padding=extra)
+    return back.reshape(B, -1)
+
+
+def relax(torch, x, blocks, L, colors, steps, hi, omega=1.0):
+    """The free phase in torch, differentiable (BPTT): ``steps`` block-coordinate steps from zero states, one
+    colour of layers at a time, each layer moved ``omega`` times the way to its minimiser ``clip(drive, 0, hi)``
+    (the coordinate dynamics of :mod:`crossbar_sim.kernels`, without early stop). ``blocks`` are the
+    dynamics' blocks as ``(src, dst, bias, conv geometry or None, W)``; returns the states ``{l: (batch, n_l)}``,
+    the input as layer 0."""
+    B = len(x)
+    sizes = {dst: W.shape[1] * (1 if g is None else g.pooled) for src, dst, bias, g, W in blocks}
+    s = {0: x, **{l: x.new_zeros(B, sizes[l]) for l in range(1, L + 1)}}
+
+    def drive(l):
+        p = 0.0
+        for src, dst, bias, g, W in blocks:
+            if dst == l:
+                p = p + block_forward(torch, g, bias, W, s[src], hi)
+            elif src == l:
+                p = p + block_feedback(torch, g, bias, W, s[src], s[dst])
+        return p
+
+    order = [[l for l in range(1, L + 1) if colors[l] == c] for c in range(max(colors[1:]) + 1)]
+    for _ in range(steps):
+        for layers in order:
+            for l in layers:
+                s[l] = torch.clamp(s[l] + omega * (drive(l) - s[l]), 0.0, hi)
+    return s
+
+
 class FeedForward:
     """The feedforward reading of ``network``, with its blocks' weights as torch leaves (stored layout:
     (n_src [+ 1 bias row], n_dst), or the unrolled kernel for a convolution)."""
@@ -46,19 +110,7 @@ class FeedForward:
 
     def _block(self, e, W, s):
         """What block ``e`` (weights ``W``) brings to its destination from the source state ``s``."""
-        F = self.torch.nn.functional
-        hi = self.network.activation.bound
-        n_src = W.shape[0] - e.bias
-        bias = hi * W[-1] if e.bias else None
-        if e.conv is None:
-            out = s @ W[:n_src]
-            return out if bias is None else out + bias
-        g = e.conv
-        kernel = W[:n_src].T.reshape(-1, g.C, g.k, g.k)
-        out = F.conv2d(s.reshape(len(s), g.C, g.H, g.W), kernel, bias, stride=g.stride, padding=g.pad)
-        if g.pool > 1:
-            out = F.max_pool2d(out, g.pool)
-        return out.reshape(len(s), -1)
+        return block_forward(self.torch, e.conv, e.bias, W, s, self.network.activation.bound)
 
     def _masked(self):
         return [W if m is None else W * m for W, m in zip(self.params, self.masks)]
@@ -79,18 +131,40 @@ class FeedForward:
         top = self.layers(x, Ws)[-1]
         if self.network.readout == "state":
             return top
-        return self._block(self.network.edges[-1], Ws[-1], top)
+        k = len(self.network.state_edges)  # the main readout (auxiliary readouts follow it)
+        return self._block(self.network.edges[k], Ws[k], top)
+
+
+class Relaxed(FeedForward):
+    """The energy model itself, trained by backprop through time: a state layer is what the free phase's
+    ``steps`` block-coordinate steps (over-relaxed by ``omega``) leave it, feedback included, rather than one
+    feedforward pass. Same weights, readout and loss as :class:`FeedForward`; it splits EP's distance from
+    backprop into what the relaxed model costs and what the EP estimate costs."""
+
+    def __init__(self, network: Network, weights: list[np.ndarray], steps: int, omega: float = 1.0):
+        super().__init__(network, weights)
+        self.steps, self.omega = steps, omega
+
+    def layers(self, x, Ws=None) -> list:
+        net = self.network
+        Ws = self._masked() if Ws is None else Ws
+        blocks = [(e.src, e.dst, e.bias, e.conv, W) for e, W in zip(net.state_edges, Ws)]
+        s = relax(self.torch, x, blocks, net.n_state_layers, list(net.colors()), self.steps, net.activation.bound,
+                  self.omega)
+        return [s[l] for l in range(1, net.n_state_layers + 1)]
 
 
 def train_bp(scenario: Scenario, data: Dataset, progress: bool = True, on_epoch=None,
-             train_logits: bool = False) -> dict:
+             train_logits: bool = False, relaxed: bool = False) -> dict:
     """Train the scenario's network with backprop; returns ``{"history": [...], "test_accuracy", ...,
     "weights"}``, the last the trained blocks as float32 arrays in the network's edge order (bias row last).
 
     ``on_epoch(row)`` is called after each epoch with ``epoch``, ``train_accuracy`` (running, during the
     epoch), ``test_accuracy`` and ``seconds``. With ``train_logits`` (a softmax readout only) the result also
     holds ``"train_logits"``: the trained twin's logits of every training image, unaugmented, in the data set's
-    order, shape (training samples, classes), float32: a teacher for ``ep.distill.logits``.
+    order, shape (training samples, classes), float32: a teacher for ``ep.distill.logits``. With ``relaxed`` the
+    network is the energy model's free phase (:class:`Relaxed`: ``ep.free_steps`` coordinate steps at
+    ``ep.omega``), trained by backprop through time, in training and in scoring.
     """
     from tqdm import tqdm
 
@@ -98,12 +172,15 @@ def train_bp(scenario: Scenario, data: Dataset, progress: bool = True, on_epoch=
         raise ValueError(f"the BP twin scores classification; {data.name} is a regression set")
     if train_logits and scenario.ep.loss != "cross_entropy":
         raise ValueError("teacher logits come from a softmax readout: set ep.loss=cross_entropy")
+    if relaxed and scenario.ep.dynamics != "coordinate":
+        raise ValueError(f"the relaxed twin runs the coordinate dynamics; the scenario's is {scenario.ep.dynamics}")
     torch = _torch()
     torch.manual_seed(scenario.seed)
     rng = streams(scenario.seed)
     network = build_network(scenario, rng["topology"])
-    model = FeedForward(network, initial_weights(network, scenario.network.init_gain, rng["init"],
-                                                 scenario.network.skip_gain))
+    weights = initial_weights(network, scenario.network.init_gain, rng["init"], scenario.network.skip_gain)
+    model = (Relaxed(network, weights, scenario.ep.free_steps, scenario.ep.omega) if relaxed
+             else FeedForward(network, weights))
     t = scenario.train
     groups = [{"params": [p], "lr": lr} for p, lr in zip(model.params, block_rates(network, t.lr))]
     opt = torch.optim.SGD(groups, momentum=t.momentum, nesterov=t.nesterov, weight_decay=t.weight_decay)

@@ -140,3 +140,43 @@ def test_the_twin_scales_the_bias_rows_step_by_bias_lr(factor):
         np.testing.assert_array_equal(w2[:-1], w1[:-1])
         assert np.abs(w1[-1] - w0[-1]).max() > 1e-4
         np.testing.assert_allclose(w2[-1] - w0[-1], factor * (w1[-1] - w0[-1]), rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("omega", [1.0, 1.4])
+def test_the_relaxed_twin_settles_as_the_engine(omega):
+    """The relaxed twin's layers are the free phase of the engine's coordinate dynamics (its NumPy twin, ideal
+    periphery) from zero states over the same steps: pooled convolutions, a masked skip block, ReLU6-style
+    bound, an auxiliary readout outside the dynamics."""
+    from crossbar_sim import kernels as K
+    from crossbar_sim import twins
+    from crossbar_sim.bp_twin import Relaxed
+    from tests.helpers.periphery import periphery
+
+    g1, g2 = ConvGeometry(1, 8, 8, 3, 1, 1, pool=2), ConvGeometry(2, 4, 4, 3, 1, 1, pool=2)
+    mask = np.random.default_rng(1).random((32, 5)) < 0.5
+    edges = (Edge(0, 1, True, conv=g1), Edge(1, 2, True, conv=g2), Edge(2, 3, True), Edge(1, 3, False, mask=mask),
+             Edge(3, 4, True), Edge(1, 4, True))
+    net = Network((64, 32, 12, 5, 3), make_activation("relu6", 2.0), "softmax", edges)
+    weights = [0.5 * W for W in net.init_weights(np.random.default_rng(0))]
+    x = np.random.default_rng(2).random((6, 64)).astype(np.float32)
+    steps = 12
+    got = Relaxed(net, weights, steps, omega).layers(torch.from_numpy(x))
+    masked = [W if e.mask is None else W * e.full_mask(net.sizes) for W, e in zip(weights, net.edges)]
+    zeros = [np.zeros((6, n), np.float32) for n in net.sizes[1:4]]
+    want, ran, _ = twins.settle(x, np.eye(3, dtype=np.float32)[np.arange(6) % 3], zeros, masked,
+                                K.DYNAMICS["coordinate"], K.LOSSES["cross_entropy"], steps, 0.0, 0.5, 2.0, 0.0,
+                                periphery(analog=False), np.uint64(3), [(e.src, e.dst, e.bias, e.conv) for e in edges],
+                                list(net.colors()), 1.0, omega)
+    assert ran == steps and len(got) == 3
+    for a, b in zip(got, want):
+        assert ((b > 0) & (b < 2.0)).mean() > 0.5  # mostly inside the box: neither dead nor saturated
+        np.testing.assert_allclose(a.detach().numpy(), b, rtol=1e-4, atol=1e-5)
+
+
+def test_the_relaxed_twin_refuses_other_dynamics():
+    from crossbar_sim.bp_twin import train_bp
+    from crossbar_sim.run import dataset_for
+
+    sc = load_scenario("scenarios/quickstart.yaml", overrides=["ep.dynamics=euler"])
+    with pytest.raises(ValueError, match="coordinate"):
+        train_bp(sc, dataset_for(sc), progress=False, relaxed=True)

@@ -5,6 +5,9 @@ column next to EP in the seeds' tables.
     python benchmarks/seeds/deep/bp_twin.py benchmarks/seeds/deep/fmnist_conv.yaml --out benchmarks/results/deep/conv_bp
         [--set key=value ...] [--logits teacher.npy]
 
+``--relaxed`` trains the energy model's free phase itself by backprop through time (BPTT over the scenario's
+``ep.free_steps`` coordinate steps, feedback included) instead of the feedforward net.
+
 ``--logits FILE`` also writes the trained twin's logits of the training set (a softmax readout only), the
 teacher that ``ep.distill.logits`` reads.
 """
@@ -31,6 +34,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--logits", default=None, metavar="FILE",
                     help="write the trained twin's logits of the training set here (.npy), for ep.distill.logits")
+    ap.add_argument("--relaxed", action="store_true",
+                    help="train the energy model's free phase (ep.free_steps coordinate steps) by backprop through "
+                         "time instead of the feedforward net")
     args = ap.parse_args()
     if args.threads:
         import torch
@@ -43,12 +49,13 @@ def main() -> None:
         print(f"BP twin epoch {row['epoch']:3d}  train accuracy {row['train_accuracy']:.4f}  "
               f"test accuracy {row['test_accuracy']:.4f}  ({row['seconds']:.0f} s)", flush=True)
 
-    result = train_bp(scenario, dataset_for(scenario), on_epoch=on_epoch, train_logits=bool(args.logits))
+    result = train_bp(scenario, dataset_for(scenario), on_epoch=on_epoch, train_logits=bool(args.logits),
+                      relaxed=args.relaxed)
     if args.logits:
         np.save(args.logits, result.pop("train_logits"))
         result["logits"] = args.logits
     np.savez(out / "weights.npz", *result.pop("weights"))  # arr_0, arr_1, ...: the blocks in edge order
-    result.update(scenario=args.scenario, overrides=args.overrides, threads=args.threads,
+    result.update(scenario=args.scenario, overrides=args.overrides, threads=args.threads, relaxed=args.relaxed,
                   machine=platform.processor() or platform.machine())
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     with open(out / "history.csv", "w", newline="") as fh:
