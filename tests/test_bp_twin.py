@@ -180,3 +180,18 @@ def test_the_relaxed_twin_refuses_other_dynamics():
     sc = load_scenario("scenarios/quickstart.yaml", overrides=["ep.dynamics=euler"])
     with pytest.raises(ValueError, match="coordinate"):
         train_bp(sc, dataset_for(sc), progress=False, relaxed=True)
+
+
+def test_one_step_of_the_relaxed_twin_is_the_feedforward_twin():
+    """From zero states, one coordinate step of a chain updates each layer before the layer above has moved:
+    no feedback yet, so the relaxed twin of one step is the feedforward twin."""
+    from crossbar_sim.bp_twin import FeedForward, Relaxed
+
+    g1 = ConvGeometry(1, 8, 8, 3, 1, 1, pool=2)
+    net = Network((64, 32, 6, 3), make_activation("hard_sigmoid"), "softmax",
+                  (Edge(0, 1, True, conv=g1), Edge(1, 2, True), Edge(2, 3, True)))
+    weights = net.init_weights(np.random.default_rng(0))
+    x = torch.from_numpy(np.random.default_rng(2).random((6, 64)).astype(np.float32))
+    one = Relaxed(net, weights, 1).forward(x).detach().numpy()
+    np.testing.assert_allclose(one, FeedForward(net, weights).forward(x).detach().numpy(), rtol=1e-5, atol=1e-6)
+    assert np.abs(Relaxed(net, weights, 5).forward(x).detach().numpy() - one).max() > 1e-4  # the feedback acts
