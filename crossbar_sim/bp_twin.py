@@ -9,6 +9,9 @@ per-block learning rates and their schedule, gradient-norm clipping, momentum an
 rates are per sample means, as in EP), its initial weights (the same seed) and its data order stream, in float32 on the CPU.
 ``train.free_coupling_cap`` is not applied: it holds the energy model's equilibrium a minimum, and the twin has none.
 
+The relaxed twin (:class:`Relaxed`, ``bp_twin.py --relaxed``) keeps the energy model instead: its layers are what
+the free phase's coordinate steps leave them, feedback included, and backprop runs through those steps (BPTT).
+
 torch is only in the ``test`` extra, so this module imports it on use.
 """
 from __future__ import annotations
