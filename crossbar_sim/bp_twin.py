@@ -72,15 +72,17 @@ def block_feedback(torch, g, bias, W, s_src, s_dst):
     return back.reshape(B, -1)
 
 
-def relax(torch, x, blocks, L, colors, steps, hi, omega=1.0):
-    """The free phase in torch, differentiable (BPTT): ``steps`` block-coordinate steps from zero states, one
+def relax(torch, x, blocks, L, colors, steps, hi, omega=1.0, start=None):
+    """The free phase in torch, differentiable (BPTT): ``steps`` block-coordinate steps from zero states (or from
+    ``start``, states ``{l: (batch, n_l)}`` of an earlier call), one
     colour of layers at a time, each layer moved ``omega`` times the way to its minimiser ``clip(drive, 0, hi)``
     (the coordinate dynamics of :mod:`crossbar_sim.kernels`, without early stop). ``blocks`` are the
     dynamics' blocks as ``(src, dst, bias, conv geometry or None, W)``; returns the states ``{l: (batch, n_l)}``,
     the input as layer 0."""
     B = len(x)
     sizes = {dst: W.shape[1] * (1 if g is None else g.pooled) for src, dst, bias, g, W in blocks}
-    s = {0: x, **{l: x.new_zeros(B, sizes[l]) for l in range(1, L + 1)}}
+    s = {0: x, **({l: start[l] for l in range(1, L + 1)} if start else
+                  {l: x.new_zeros(B, sizes[l]) for l in range(1, L + 1)})}
 
     def drive(l):
         p = 0.0

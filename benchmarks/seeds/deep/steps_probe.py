@@ -49,24 +49,27 @@ def main() -> None:
     with torch.no_grad():
         chunks = list(torch.split(x, 500))
         first = [relax(torch, c, blocks, L, colors, 1, hi, 1.0) for c in chunks]
-        for n in args.steps:
+        now, done = [None] * len(chunks), 0  # each chunk's states after `done` steps, carried from row to row
+        for n in sorted(set(args.steps)):
             pred, at0, athi, moved, fed = [], np.zeros(L), np.zeros(L), np.zeros(L), np.zeros(L)
-            for c, s1 in zip(chunks, first):
-                before = relax(torch, c, blocks, L, colors, n - 1, hi, ep.omega) if n > 1 else None
-                s = relax(torch, c, blocks, L, colors, n, hi, ep.omega)
+            for i, (c, s1) in enumerate(zip(chunks, first)):
+                before = relax(torch, c, blocks, L, colors, n - 1 - done, hi, ep.omega, start=now[i])
+                s = now[i] = relax(torch, c, blocks, L, colors, 1, hi, ep.omega, start=before)
                 logits = s[readout.src] @ V[:-1] + hi * V[-1]
                 pred.append(logits.argmax(1).numpy())
                 for l in range(1, L + 1):
                     at0[l - 1] += float((s[l] <= 0).float().sum())
                     athi[l - 1] += float((s[l] >= hi).float().sum())
-                    moved[l - 1] = max(moved[l - 1], 0.0 if before is None else float((s[l] - before[l]).abs().max()))
+                    moved[l - 1] = max(moved[l - 1], float((s[l] - before[l]).abs().max()) if n > 1 else 0.0)
                     fed[l - 1] += float((s[l] - s1[l]).abs().mean()) * len(c)
+            done = n
             units = [len(x) * net.sizes[l] for l in range(1, L + 1)]
             acc = float((np.concatenate(pred) == y).mean())
             rows.append((n, acc, at0 / units, athi / units, moved, fed / len(x)))
     head = " | ".join(f"layer {l}: at 0 / at bound / last step / from feedforward" for l in range(1, L + 1))
     lines = [f"# {args.run}: read after n free steps", "",
-             f"{len(x)} test images, omega {ep.omega}, float32 torch, ideal reads; {platform.processor() or platform.machine()}, "
+             f"{len(x)} test images, omega {ep.omega}, float32 torch, ideal reads; "
+             f"{platform.processor() or platform.machine()}, "
              f"{args.threads} thread(s), {time.perf_counter() - t0:.0f} s. 'last step': the largest change of a unit "
              "in the last step; 'from feedforward': the mean |state - the one-step (feedforward) state|.", "",
              f"| steps | test accuracy | {head} |", "| --- | --- |" + " --- |" * L]
