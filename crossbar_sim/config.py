@@ -63,7 +63,7 @@ class NetworkConfig:
     ``hopfield_resnet`` (Elayedam & Srinivasan): one residual block of convolutional layers per entry of
     ``channels`` on ``image``-shaped inputs (C, H, W), then a dense head; ``sizes`` is then [inputs, classes]
     and ``skips: false`` gives the same depth without the skips. ``conv_net`` (Laborieux et al. 2021): one
-    convolutional layer per entry of ``channels`` (``kernel`` x ``kernel``, stride 1, ``padding``), each coupled
+    convolutional layer per entry of ``channels`` (``kernel`` x ``kernel``, ``stride``, ``padding``), each coupled
     through a ``pool`` x ``pool`` max-pool (only the ``pool_layers``, 1-based, when given: a VGG-style stack),
     then a dense head; ``sizes`` is [inputs, classes] there too."""
 
@@ -78,6 +78,7 @@ class NetworkConfig:
     skips: bool = True
     kernel: int = spec(5, lo=1)
     padding: int = spec(0, lo=0)
+    stride: int = spec(1, lo=1)  # conv_net: every convolution's stride
     pool: int = spec(2, lo=1)
     pool_layers: list[int] | None = spec(None, lo=1)  # conv_net: the layers that pool (None: every layer)
     # state layers (1 .. L - 1) that get an auxiliary softmax readout (intermediate error signals; needs
@@ -322,7 +323,8 @@ class Scenario:
         if net.kind == "conv_net":
             try:
                 conv_net(tuple(net.image), net.channels, net.sizes[-1], make_activation("hard_sigmoid"),
-                         kernel=net.kernel, padding=net.padding, pool=net.pool, pool_layers=net.pool_layers)
+                         kernel=net.kernel, padding=net.padding, pool=net.pool, pool_layers=net.pool_layers,
+                         stride=net.stride)
             except ValueError as exc:
                 raise ConfigError(f"network: {exc}") from None
 

@@ -57,7 +57,7 @@ def build_network(scenario: Scenario, rng: np.random.Generator) -> Network:
         network = hopfield_resnet(tuple(net.image), net.channels, net.sizes[-1], activation, readout, net.skips)
     elif net.kind == "conv_net":
         network = conv_net(tuple(net.image), net.channels, net.sizes[-1], activation, readout, net.kernel,
-                           net.padding, net.pool, net.pool_layers)
+                           net.padding, net.pool, net.pool_layers, net.stride)
     else:
         network = LayeredNetwork(tuple(net.sizes), activation, readout)
     if not net.aux:

@@ -379,6 +379,9 @@ def test_the_conv_net_pools_each_layer_down_to_the_dense_head():
                    pool_layers=[2, 4])
     assert vgg.sizes == (784, 8 * 784, 8 * 196, 16 * 196, 16 * 49, 32 * 49, 10)
     assert [e.conv.pool for e in vgg.edges[:-1]] == [1, 2, 1, 2, 1]
+    strided = conv_net((1, 28, 28), [32, 64], 10, make_activation("hard_sigmoid"), pool=1, stride=2)
+    assert strided.sizes == net.sizes  # 28 -> 12 -> 4 by stride 2 instead of pooling
+    assert [(e.conv.stride, e.conv.pool) for e in strided.edges[:-1]] == [(2, 1), (2, 1)]
 
 
 def test_a_conv_net_scenario_runs_end_to_end_and_a_misfit_is_refused(tmp_path):
@@ -386,6 +389,7 @@ def test_a_conv_net_scenario_runs_end_to_end_and_a_misfit_is_refused(tmp_path):
 
     from crossbar_sim.cli import main
     from crossbar_sim.config import ConfigError, load_scenario
+    from crossbar_sim.trainer import build_network
 
     out = tmp_path / "conv"
     code = main(["run", "scenarios/quickstart.yaml", "--out", str(out), "--quiet", "--set", "network.kind=conv_net",
@@ -396,6 +400,9 @@ def test_a_conv_net_scenario_runs_end_to_end_and_a_misfit_is_refused(tmp_path):
     m = json.loads((out / "metrics.json").read_text())
     assert m["pulse_count"] > 0 and "test_accuracy" in m["ideal"]
     network = {"kind": "conv_net", "image": [1, 8, 8], "sizes": [64, 10], "channels": [3, 4], "kernel": 3}
+    strided = load_scenario(raw={"network": {**network, "stride": 2, "pool": 1}})
+    net = build_network(strided, np.random.default_rng(0))
+    assert net.sizes == (64, 3 * 3 * 3, 4 * 1 * 1, 10)  # 8 -> 3 -> 1 by 3x3 convolutions of stride 2
     with pytest.raises(ConfigError, match="network: convolution: its 1x1 output is not a whole number of 2x2"):
         load_scenario(raw={"network": network})
 
