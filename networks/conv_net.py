@@ -21,8 +21,8 @@ def conv_net(image: tuple[int, int, int], channels: list[int], classes: int, act
              readout: str = "state", kernel: int = 5, padding: int = 0, pool: int = 2,
              pool_layers: list[int] | None = None, stride: int = 1) -> Network:
     """The network for ``image = (C, H, W)`` inputs; ``pool_layers`` (1-based) are the layers that pool (None:
-    all); every convolution has stride ``stride``. Raises ValueError when a layer does not fit its input (the kernel is larger than the image, or the
-    output is not a whole number of pooling windows)."""
+    all); every convolution has stride ``stride``. Raises ValueError when a layer does not fit its input (the
+    kernel is larger than the image, or the output is not a whole number of pooling windows)."""
     C, H, W = image
     sizes = [C * H * W]
     edges = []
