@@ -496,7 +496,10 @@ def settle(x, y, S, Q, Wf, WTf, n, soff, edges, conv, adj_ptr, adj, color, cfg, 
 
     The batch is cut into ``chunks`` row blocks relaxed in parallel, each by one thread with no barrier
     between steps. Each sample stops on its own once its largest state change in a step is below ``tol``
-    (its state is then frozen), so results do not depend on the number of chunks or threads.
+    (its state is then frozen), and every random draw is indexed by the sample's row, so the blocks change
+    a result only by the float rounding of the products (BLAS rounds a row differently in a call of other
+    rows): a caller that wants the same numbers on any thread count fixes ``chunks`` by the batch size, as
+    :func:`crossbar_sim.engine.settle_chunks` does.
 
     Args:
         x: (B, n[0]) float32 clamped input, already through the DAC.

@@ -99,3 +99,34 @@ def test_mvm_count_matches_the_steps_taken():
     tr._train_epoch(1)
     # 64-100-10 has L = 2: per step one backward read (layer 1) and one forward read (layer 2), plus the input once.
     assert tr.counters.mvm == 32 * ((1 + 7 * 2) + (1 + 3 * 2))
+
+
+CONV = {"kind": "conv_net", "image": [1, 8, 8], "sizes": [64, 10], "channels": [3, 4], "kernel": 3, "padding": 1,
+        "stride": 2, "pool": 1}
+
+
+@pytest.mark.parametrize("network", [{}, CONV], ids=["dense", "conv"])
+def test_a_run_gives_the_same_numbers_on_one_thread_and_on_two(network):
+    """The settle loop's row blocks depend on the batch size only: BLAS rounds a row differently in a call of
+    other rows, and a training run amplifies that into other accuracies (chunks per thread did so)."""
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two Numba threads")
+    raw = {"data": {"name": "digits", "train_limit": 64, "test_limit": 64, "batch_size": 64},
+           "network": network, "ep": {"free_steps": 12, "nudge_steps": 4},
+           "train": {"epochs": 1}}
+    results = []
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            sc = load_scenario(raw=raw)
+            tr = Trainer(sc, dataset_for(sc), sc.hardware.device.build(), progress=False)
+            history = [{k: v for k, v in row.items() if k != "seconds"} for row in tr.fit()]
+            results.append((tr.engine.weights(), history))
+    finally:
+        numba.set_num_threads(before)
+    (w1, h1), (w2, h2) = results
+    assert all(np.array_equal(a, b) for a, b in zip(w1, w2))
+    assert h1 == h2
