@@ -24,20 +24,20 @@ OPS = ("mvm", "dac", "adc", "cell_reads")  # what the operation counts of a run 
 # thread count: BLAS sums a row of a product in an order that depends on how many rows the call holds, so other
 # blocks give float-rounding differences, which the relaxation and the run then amplify (measured: 84.29% against
 # 83.19% after one epoch of the strided conv net, two threads against one). The blocks are a power of two in
-# number, so that 1, 2, 4, ... threads share them evenly, of at least MIN_BLOCK_ROWS rows, where a dense product
-# still pays for its call (on one thread, 30 steps of a 784-500-10 net cost a quarter more in two blocks of 25
-# rows than in one of 50, twice as much in eight of 6-7), and at most MAX_BLOCKS: a batch of 50 is two blocks, an
-# evaluation batch of 500 sixteen. Threads beyond the blocks stay idle.
-MIN_BLOCK_ROWS = 16
+# number, so that 1, 2, 4, ... threads share them evenly: two at least (a training batch of 50 on the 2 cores this
+# project runs on), then one per BLOCK_ROWS rows, where a dense product still pays for its call (on one thread, 30
+# steps of a 784-500-10 net cost a quarter more in two blocks of 25 rows than in one of 50, twice as much in eight
+# of 6-7), up to MAX_BLOCKS: an evaluation batch of 500 is eight blocks. Threads beyond the blocks stay idle.
+BLOCK_ROWS = 50
 MAX_BLOCKS = 16
 
 
 def settle_chunks(batch: int) -> int:
     """Row blocks of a settle call for ``batch`` samples: a function of the batch size only."""
-    chunks = 1
-    while 2 * chunks <= min(MAX_BLOCKS, batch // MIN_BLOCK_ROWS):
+    chunks = 2
+    while 2 * chunks <= min(MAX_BLOCKS, batch // BLOCK_ROWS):
         chunks *= 2
-    return chunks
+    return min(chunks, batch)
 
 
 @dataclass
