@@ -1,21 +1,18 @@
-"""Settle-call time by the number of row blocks (engine.SETTLE_CHUNKS stand-in) and threads, 30 free steps,
-batch 50, ideal tiles: the cost behind engine.settle_chunks. Usage: python benchmarks/settle_blocks.py
+"""Settle-call time by the number of row blocks (engine.settle_chunks replaced by a constant) and threads, 30 free
+steps, batch 50, ideal tiles: the cost behind engine.settle_chunks. Usage: python benchmarks/settle_blocks.py
 """
-import time, sys
-import numpy as np, numba
+import time
+import numpy as np, numba, yaml
 import crossbar_sim.engine as E
 from crossbar_sim.config import load_scenario
 from crossbar_sim.trainer import build_network, initial_weights
 from crossbar_sim.tiles import Periphery
 from device_models.ideal import Ideal
-from crossbar_sim import blas
 cases = [("quickstart", "scenarios/quickstart.yaml", []), ("dense784-500", "scenarios/quickstart.yaml", ["sizes"]),
          ("conv_pooled", "benchmarks/seeds/deep/fmnist_conv.yaml", []), ("conv_strided", "benchmarks/seeds/deep/fmnist_conv_strided.yaml", [])]
 for name, path, mod in cases:
-    raw = None
     sc = load_scenario(path)
     if mod:
-        import yaml
         raw = yaml.safe_load(open(path)); raw["network"]["sizes"] = [784, 500, 10]; sc = load_scenario(raw=raw)
     rng = np.random.default_rng(0)
     net = build_network(sc, rng); W = initial_weights(net, sc.network.init_gain, rng)
