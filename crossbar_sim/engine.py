@@ -27,9 +27,8 @@ OPS = ("mvm", "dac", "adc", "cell_reads")  # what the operation counts of a run 
 # number, so that 1, 2, 4, ... threads share them evenly. Two at least, so that a training batch of 50 uses the
 # 2 cores this project runs on (on one thread those two blocks of 25 rows cost 30 steps of a 784-500-10 net
 # 14-15% more than one block of 50, and eight blocks of 6-7 rows about twice as much: benchmarks/settle_blocks.py,
-# results/settle_blocks*.txt),
-# then about one per BLOCK_ROWS rows, where a dense product still pays for its call, up to MAX_BLOCKS: an
-# evaluation batch of 500 is eight blocks. Threads beyond the blocks stay idle.
+# results/settle_blocks*.txt), then about one per BLOCK_ROWS rows, where a dense product still pays for its call,
+# up to MAX_BLOCKS: an evaluation batch of 500 is eight blocks. Threads beyond the blocks stay idle.
 BLOCK_ROWS = 50
 MAX_BLOCKS = 16
 
