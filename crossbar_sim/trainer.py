@@ -353,7 +353,13 @@ class Trainer:
     def train_batch(self, idx: np.ndarray, epoch: int, where: str):
         """Train on the training samples ``idx``, one batch of ``epoch`` (which sets the scheduled rate): the EP
         estimate, its write-back, the counters. Returns the estimate, the phase result and the batch's free-phase
-        score (summed over its samples); errors name ``where``."""
+        score (summed over its samples); errors name ``where``. BLAS runs one thread here, as in :meth:`fit`, so
+        that a caller outside ``fit`` (``benchmarks/seeds/deep/batch_trace.py``) gets the run's sums, and so its
+        trajectory."""
+        with blas.limit_threads(1):
+            return self._train_batch(idx, epoch, where)
+
+    def _train_batch(self, idx: np.ndarray, epoch: int, where: str):
         self._epoch = epoch
         data, sc = self.data, self.scenario
         x = augmented(sc.data, data.x_train[idx], self.rng["augment"])

@@ -21,7 +21,6 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from crossbar_sim import blas
 from crossbar_sim.config import load_scenario
 from crossbar_sim.run import dataset_for
 from crossbar_sim.trainer import Trainer
@@ -73,8 +72,7 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     start = time.perf_counter()
-    with blas.limit_threads(1):  # as Trainer.fit: BLAS threads change the kernels' sums, and so the trajectory
-        rows = trace(args.scenario, args.overrides, args.batches, args.coupling_every, args.coupling_images)
+    rows = trace(args.scenario, args.overrides, args.batches, args.coupling_every, args.coupling_images)
     head = [f"# First training batches: {args.scenario} {' '.join(args.overrides)}",
             f"{platform.machine()}, {numba.get_num_threads()} threads, {time.perf_counter() - start:.0f} s. "
             "'steps': free / nudged phases; 'right': fraction of the batch the free phase classifies right; "
