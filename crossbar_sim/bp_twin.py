@@ -5,7 +5,7 @@ The seeds report "EP against BP" on the same architecture. The twin takes the sc
 everything its blocks from lower layers bring (dense or convolutional, max-pooled where the block pools, biases
 included), the feedback of the Hopfield dynamics left out. The readout is the same: the last state layer with the
 squared error (MSE), or the softmax readout with cross-entropy. Training uses the scenario's batches, epochs,
-per-block learning rates and their schedule, gradient-norm clipping, momentum and weight decay (plain SGD; the
+per-block learning rates, their schedule and warm-up, gradient-norm clipping, momentum and weight decay (plain SGD; the
 rates are per sample means, as in EP), its initial weights (the same seed) and its data order stream, in float32 on the CPU.
 ``train.free_coupling_cap`` is not applied: it holds the energy model's equilibrium a minimum, and the twin has none.
 
@@ -207,9 +207,8 @@ def train_bp(scenario: Scenario, data: Dataset, progress: bool = True, on_epoch=
             [t.spectral_cap * top_singular(p.detach().numpy()[: len(p) - e.bias])[0]
              for e, p in zip(network.state_edges, model.params)])
     base = [g["lr"] for g in opt.param_groups]
+    batches = 0  # over the whole run, for the warm-up
     for epoch in range(1, t.epochs + 1):
-        for g, lr in zip(opt.param_groups, base):
-            g["lr"] = lr * lr_factor(t, epoch)
         order = torch.from_numpy(rng["order"].permutation(len(x_train)))
         correct = 0
         for start in tqdm(range(0, len(order), bs), desc=f"BP twin epoch {epoch}/{t.epochs}", leave=False,
@@ -218,6 +217,9 @@ def train_bp(scenario: Scenario, data: Dataset, progress: bool = True, on_epoch=
             x = x_train[idx]
             if scenario.data.shift or scenario.data.flip:  # the EP run's augmented images, draw for draw
                 x = torch.from_numpy(augmented(scenario.data, x.numpy(), rng["augment"]))
+            for g, lr in zip(opt.param_groups, base):
+                g["lr"] = lr * lr_factor(t, epoch, batches)
+            batches += 1
             out = model.forward(x)
             loss = loss_of(out, y_train[idx])
             opt.zero_grad()

@@ -174,6 +174,10 @@ class TrainConfig:
     # the simulation uses Lanczos on the weights as the arrays read them and does not count those reads.
     free_coupling_cap: Union[float, None] = spec(None, lo=0.0, lo_open=True)
     schedule: str = spec("constant", choices=("constant", "cosine"))  # of the learning rates, per epoch
+    # the rates ramp up linearly over a run's first n batches: batch b (0-based, counted over the whole run)
+    # writes at (b + 1) / n of its scheduled rate; 0: off. Early, large writes can drive a layer to a rail
+    # it cannot leave; a chip scales the pulse counts of those batches, one digital factor per batch.
+    warmup_batches: int = spec(0, lo=0)
 
 
 @dataclass

@@ -106,12 +106,17 @@ def distill_targets(distill, data: Dataset) -> np.ndarray:
     return ((1 - distill.alpha) * data.targets(data.y_train) + distill.alpha * soft).astype(np.float32)
 
 
-def lr_factor(train, epoch: int) -> float:
+def lr_factor(train, epoch: int, batch: int = 0) -> float:
     """The learning-rate multiplier of ``epoch`` (1-based): 1, or with ``schedule: cosine`` the cosine decay
-    0.5 (1 + cos(pi (epoch - 1) / epochs)) (Elayedam & Srinivasan's schedule, stepped per epoch)."""
+    0.5 (1 + cos(pi (epoch - 1) / epochs)) (Elayedam & Srinivasan's schedule, stepped per epoch); times, for the
+    run's ``batch``-th batch (0-based, counted over every epoch) within ``train.warmup_batches``, the linear
+    warm-up (batch + 1) / warmup_batches."""
+    factor = 1.0
     if train.schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / train.epochs))
-    return 1.0
+        factor = 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / train.epochs))
+    if batch < train.warmup_batches:
+        factor *= (batch + 1) / train.warmup_batches
+    return factor
 
 
 def clip_global_norm(est: list[np.ndarray], max_norm: float | None, masks=None) -> list[np.ndarray]:
@@ -389,7 +394,7 @@ class Trainer:
         """Write the batch's update: counted pulses per pair, or parallel pulse trains per sample and phase."""
         trains = self.scenario.hardware.update.mode == "pulse_trains"
         inner = len(self.engine.network.state_edges)
-        factor = lr_factor(self.scenario.train, self._epoch)
+        factor = lr_factor(self.scenario.train, self._epoch, self.counters.free_phases)  # one free phase per batch
         est = clip_global_norm(est, self.scenario.train.clip_norm, [a.mask for a in self.engine.arrays])
         for k, (array, g, lr) in enumerate(zip(self.engine.arrays, est, self.lrs)):
             lr = lr * factor

@@ -142,6 +142,26 @@ def test_the_twin_scales_the_bias_rows_step_by_bias_lr(factor):
         np.testing.assert_allclose(w2[-1] - w0[-1], factor * (w1[-1] - w0[-1]), rtol=1e-4, atol=1e-7)
 
 
+def test_the_twin_warms_up_its_rates_as_the_ep_run():
+    """One plain SGD step (a single batch) under train.warmup_batches=4 moves every weight a quarter of the
+    plain step, as the EP write-back's first batch does (Trainer._write)."""
+    from crossbar_sim.bp_twin import train_bp
+    from crossbar_sim.run import dataset_for
+
+    over = ["train.epochs=1", "ep.loss=cross_entropy", "network.sizes=[64, 30, 10]", "data.train_limit=32",
+            "data.batch_size=32", "train.lr=0.5"]
+    data = dataset_for(load_scenario("scenarios/quickstart.yaml", overrides=over))
+
+    def trained(*extra):
+        return train_bp(load_scenario("scenarios/quickstart.yaml", overrides=over + list(extra)), data,
+                        progress=False)["weights"]
+
+    start, plain, warm = trained("train.lr=0.0"), trained(), trained("train.warmup_batches=4")
+    for w0, w1, w2 in zip(start, plain, warm):
+        assert np.abs(w1 - w0).max() > 1e-4
+        np.testing.assert_allclose(w2 - w0, 0.25 * (w1 - w0), rtol=1e-4, atol=1e-7)
+
+
 @pytest.mark.parametrize("omega", [1.0, 1.4])
 def test_the_relaxed_twin_settles_as_the_engine(omega):
     """The relaxed twin's layers are the free phase of the engine's coordinate dynamics (its NumPy twin, ideal

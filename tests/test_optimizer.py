@@ -94,6 +94,26 @@ def test_the_cosine_schedule_decays_each_epochs_writes():
     assert steps[1] == pytest.approx(0.5 * steps[0], rel=1e-5)
 
 
+def test_the_warmup_ramps_the_first_batches_writes_over_the_whole_run():
+    from crossbar_sim.trainer import lr_factor
+
+    sc = load_scenario(raw={**RAW, "train": {**RAW["train"], "epochs": 4, "schedule": "cosine", "warmup_batches": 4}})
+    assert [lr_factor(sc.train, 1, b) for b in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert lr_factor(sc.train, 3, 1) == pytest.approx(0.5 * 0.5)  # on top of the cosine decay
+    # a trained batch advances the warm-up: the second batch writes twice the first's step of the same estimate
+    tr = Trainer(sc, dataset_for(sc), sc.hardware.device.build(), progress=False)
+    est = [np.ones(a.W_view.shape) for a in tr.engine.arrays]
+    steps = []
+    for _ in range(2):
+        before = tr.engine.arrays[0].W_view.copy()
+        tr._write(None, est, None)
+        steps.append(float(np.abs(tr.engine.arrays[0].W_view - before).max()))
+        tr.train_batch(np.arange(sc.data.batch_size), 1, "test")
+    assert steps[1] == pytest.approx(2 * steps[0], rel=1e-5)
+    with pytest.raises(ConfigError, match="train.warmup_batches"):
+        load_scenario(raw={**RAW, "train": {**RAW["train"], "warmup_batches": -1}})
+
+
 def test_init_gain_scales_the_initial_weights():
     sc1 = load_scenario(raw=RAW)
     sc2 = load_scenario(raw={**RAW, "network": {"init_gain": 0.5}})
