@@ -4,7 +4,9 @@ The seeds report "EP against BP" on the same architecture. The twin takes the sc
 (:class:`networks.graph.Network`) and runs it once from input to output: each state layer is the activation of
 everything its blocks from lower layers bring (dense or convolutional, max-pooled where the block pools, biases
 included), the feedback of the Hopfield dynamics left out. The readout is the same: the last state layer with the
-squared error (MSE), or the softmax readout with cross-entropy. Training uses the scenario's batches, epochs,
+squared error (MSE), or the softmax readout with cross-entropy, plus ``ep.aux_weight`` times the cross-entropy of each
+auxiliary readout (``network.aux``), against the distillation's soft targets where ``ep.distill`` sets them, as EP
+nudges them. Training uses the scenario's batches, epochs,
 per-block learning rates, their schedule and warm-up, gradient-norm clipping, momentum and weight decay (plain SGD; the
 rates are per sample means, as in EP), its initial weights (the same seed) and its data order stream, in float32 on the CPU.
 ``train.free_coupling_cap`` is not applied: it holds the energy model's equilibrium a minimum, and the twin has none.
@@ -22,8 +24,9 @@ import numpy as np
 
 from crossbar_sim.config import Scenario
 from crossbar_sim.data import Dataset
-from crossbar_sim.trainer import (augmented, bias_scaled, block_rates, build_network, initial_weights, lr_factor,
-                                  relative_step, spectral_excess, streams, tangential, top_singular)
+from crossbar_sim.trainer import (augmented, bias_scaled, block_rates, build_network, distill_targets,
+                                  initial_weights, lr_factor, relative_step, spectral_excess, streams, tangential,
+                                  top_singular)
 from networks.graph import Network
 
 
@@ -131,13 +134,18 @@ class FeedForward:
         return [s[l] for l in range(1, net.n_state_layers + 1)]
 
     def forward(self, x):
-        """Outputs for a batch ``x`` (torch float32): the last state layer (MSE) or the readout's logits."""
+        """Outputs for a batch ``x`` (torch float32): the last state layer (MSE) or the main readout's logits."""
+        return self.outputs(x)[0]
+
+    def outputs(self, x) -> list:
+        """Every output for a batch ``x``: the last state layer (MSE), or the logits of each softmax readout,
+        the main one (from layer L) first, then the auxiliary ones (from intermediate layers)."""
         Ws = self._masked()
-        top = self.layers(x, Ws)[-1]
+        layers = self.layers(x, Ws)
         if self.network.readout == "state":
-            return top
-        k = len(self.network.state_edges)  # the main readout (auxiliary readouts follow it)
-        return self._block(self.network.edges[k], Ws[k], top)
+            return [layers[-1]]
+        k = len(self.network.state_edges)
+        return [self._block(e, W, layers[e.src - 1]) for e, W in zip(self.network.edges[k:], Ws[k:])]
 
 
 class Relaxed(FeedForward):
@@ -197,11 +205,19 @@ def train_bp(scenario: Scenario, data: Dataset, progress: bool = True, on_epoch=
     bs = scenario.data.batch_size
     history, t0 = [], time.perf_counter()
 
-    def loss_of(out, y):
+    soft = (None if mse or not scenario.ep.distill.logits else
+            torch.from_numpy(distill_targets(scenario.ep.distill, data)))
+
+    def loss_of(outs, idx):
+        """The loss EP follows: MSE on the last layer, or the main readout's cross-entropy plus ``ep.aux_weight``
+        times each auxiliary readout's, against the one-hot labels or the distillation's soft targets."""
+        y = y_train[idx]
         if mse:  # 0.5 |s_L - onehot|^2 per sample, batch mean: the nudge's cost
-            target = torch.nn.functional.one_hot(y, out.shape[1]).to(out.dtype)
-            return 0.5 * ((out - target) ** 2).sum(1).mean()
-        return torch.nn.functional.cross_entropy(out, y)
+            target = torch.nn.functional.one_hot(y, outs[0].shape[1]).to(outs[0].dtype)
+            return 0.5 * ((outs[0] - target) ** 2).sum(1).mean()
+        target = y if soft is None else soft[idx]
+        ce = [torch.nn.functional.cross_entropy(out, target) for out in outs]
+        return ce[0] + scenario.ep.aux_weight * sum(ce[1:])
 
     caps = (None if t.spectral_cap is None else
             [t.spectral_cap * top_singular(p.detach().numpy()[: len(p) - e.bias])[0]
@@ -220,8 +236,9 @@ def train_bp(scenario: Scenario, data: Dataset, progress: bool = True, on_epoch=
             for g, lr in zip(opt.param_groups, base):
                 g["lr"] = lr * lr_factor(t, epoch, batches)
             batches += 1
-            out = model.forward(x)
-            loss = loss_of(out, y_train[idx])
+            outs = model.outputs(x)
+            out = outs[0]
+            loss = loss_of(outs, idx)
             opt.zero_grad()
             loss.backward()
             if t.clip_norm is not None:

@@ -142,6 +142,46 @@ def test_the_twin_scales_the_bias_rows_step_by_bias_lr(factor):
         np.testing.assert_allclose(w2[-1] - w0[-1], factor * (w1[-1] - w0[-1]), rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.parametrize("distill", [False, True])
+def test_the_twin_learns_its_auxiliary_readouts_as_ep_does(tmp_path, distill):
+    """With network.aux the twin's loss is the main readout's cross-entropy plus ep.aux_weight times each
+    auxiliary readout's, against the distillation's soft targets where ep.distill sets them (what EP nudges
+    towards): one plain SGD step over a single batch moves the auxiliary readout by -lr times that gradient,
+    written out here in NumPy from the first layer's feedforward state."""
+    from crossbar_sim.bp_twin import train_bp
+    from crossbar_sim.run import dataset_for
+    from crossbar_sim.trainer import distill_targets
+
+    over = ["train.epochs=1", "ep.loss=cross_entropy", "network.sizes=[64, 30, 20, 10]", "network.aux=[1]",
+            "ep.aux_weight=0.5", "data.train_limit=32", "data.batch_size=32"]
+    if distill:
+        logits = np.random.default_rng(5).normal(0, 3, (32, 10)).astype(np.float32)
+        np.save(tmp_path / "teacher.npy", logits)
+        over += [f"ep.distill.logits={tmp_path / 'teacher.npy'}", "ep.distill.alpha=0.7"]
+    sc = load_scenario("scenarios/quickstart.yaml", overrides=over)
+    data = dataset_for(sc)
+
+    def trained(lr):
+        return train_bp(load_scenario("scenarios/quickstart.yaml", overrides=over + [f"train.lr={lr}"]), data,
+                        progress=False)["weights"]
+
+    start, after = trained(0.0), trained(0.2)
+    W1, V = start[0], start[-1]  # the first block; the auxiliary readout from layer 1 (last)
+    hi = 1.0  # the hard sigmoid's bound
+    x = np.asarray(data.x_train, np.float64)
+    s1 = np.clip(x @ W1[:-1] + hi * W1[-1], 0.0, hi)
+    z = s1 @ V[:-1] + hi * V[-1]
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    t = distill_targets(sc.ep.distill, data) if distill else np.eye(10)[data.y_train]
+    if distill:
+        assert np.abs(t - np.eye(10)[data.y_train]).max() > 0.1  # the soft targets differ from the labels
+    err = 0.5 * (p - t) / len(x)
+    grad = np.vstack([s1.T @ err, hi * err.sum(0)])
+    assert np.abs(grad).max() > 1e-4
+    np.testing.assert_allclose(after[-1] - V, -0.2 * grad, rtol=1e-3, atol=1e-6)
+
+
 def test_the_twin_warms_up_its_rates_as_the_ep_run():
     """One plain SGD step (a single batch) under train.warmup_batches=4 moves every weight a quarter of the
     plain step, as the EP write-back's first batch does (Trainer._write)."""
