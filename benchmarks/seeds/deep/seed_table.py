@@ -57,6 +57,8 @@ def main() -> None:
     ap.add_argument("--out")
     args = ap.parse_args()
     acc = collect(*map(Path, args.roots))
+    if not acc:
+        raise SystemExit(f"no finished run (<variant>_seed<N>/metrics.json) directly under {' '.join(args.roots)}")
     if args.base is not None:
         if args.base not in acc:
             raise SystemExit(f"--base {args.base}: no such variant under {' '.join(args.roots)} ({', '.join(acc)})")
