@@ -135,17 +135,18 @@ class FeedForward:
 
     def forward(self, x):
         """Outputs for a batch ``x`` (torch float32): the last state layer (MSE) or the main readout's logits."""
-        return self.outputs(x)[0]
+        return self.outputs(x, aux=False)[0]
 
-    def outputs(self, x) -> list:
+    def outputs(self, x, aux: bool = True) -> list:
         """Every output for a batch ``x``: the last state layer (MSE), or the logits of each softmax readout,
-        the main one (from layer L) first, then the auxiliary ones (from intermediate layers)."""
+        the main one (from layer L) first, then (with ``aux``) the auxiliary ones from intermediate layers."""
         Ws = self._masked()
         layers = self.layers(x, Ws)
         if self.network.readout == "state":
             return [layers[-1]]
         k = len(self.network.state_edges)
-        return [self._block(e, W, layers[e.src - 1]) for e, W in zip(self.network.edges[k:], Ws[k:])]
+        n = len(self.network.edges) if aux else k + 1
+        return [self._block(e, W, layers[e.src - 1]) for e, W in zip(self.network.edges[k:n], Ws[k:n])]
 
 
 class Relaxed(FeedForward):
