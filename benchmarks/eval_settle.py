@@ -44,7 +44,7 @@ def main() -> None:
     omegas = args.omega or [sc.ep.omega]
     data = base.data
     x, y = data.x_test[: args.limit], data.y_test[: args.limit]
-    lines = [f"# {run}, {args.part} part, {len(base.counters.history)} epochs: test accuracy against the free-phase cap",
+    lines = [f"# {run}, {args.part} part, {base.trained_to()}: test accuracy against the free-phase cap",
              "",
              f"{len(x)} test samples; the run's setting: {sc.ep.free_steps} steps, omega {sc.ep.omega}, "
              f"tol {sc.ep.tol:g}, {sc.ep.dynamics} dynamics; {platform.machine()}, {numba.get_num_threads()} threads",

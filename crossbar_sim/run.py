@@ -55,8 +55,9 @@ def dataset_for(scenario: Scenario):
 
 
 def load_run(out: str | Path, part: str = "crossbar", overrides: list[str] | tuple = ()) -> Trainer:
-    """A trainer holding a run's network as its checkpoint left it: trained, for a finished run; after its last
-    finished epoch, for one still running or stopped. ``overrides`` (``KEY=VALUE``) change the scenario for what
+    """A trainer holding a run's network as its checkpoint left it: trained, for a finished run; for one still
+    running or stopped, after its last finished epoch or, from a mid-epoch checkpoint, part way into the next
+    (``Trainer.trained_to()`` says which). ``overrides`` (``KEY=VALUE``) change the scenario for what
     follows, e.g. ``ep.free_steps`` for a longer settle at inference; the network's shape must stay the same."""
     out = Path(out)
     if not (out / "config.yaml").is_file():

@@ -334,6 +334,12 @@ class Trainer:
         """Batches of the epoch in progress already trained (a mid-epoch checkpoint), or None at an epoch's end."""
         return None if self._partial is None else self._partial["next_batch"]
 
+    def trained_to(self) -> str:
+        """Where training stands, for tools that label what they measured: "after epoch N", plus "and B batches
+        of the next" when a mid-epoch checkpoint was loaded (its weights are those after batch B, not epoch N's)."""
+        done = self.batches_done()
+        return f"after epoch {len(self.counters.history)}" + (f" and {done} batches of the next" if done else "")
+
     def _train_epoch(self, epoch: int, on_batch=None) -> float:
         """One epoch (or the rest of one, after a mid-epoch checkpoint); ``on_batch()`` after every batch, when
         the trainer's state is a consistent point to save."""

@@ -115,13 +115,14 @@ def test_a_state_saved_inside_an_epoch_continues_identically():
     second = Trainer(sc, data, sc.hardware.device.build(), progress=False)
     second.load_state(pickle.loads(saved[1]))
     assert second.batches_done() == 3 and len(second.counters.history) == 1
+    assert second.trained_to() == "after epoch 1 and 3 batches of the next"  # how tools label these weights
     second.fit()
     strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
     assert strip(second.counters.history) == strip(whole.counters.history)
     assert second.diag.epochs == whole.diag.epochs
     for a, b in zip(second.engine.arrays, whole.engine.arrays):
         np.testing.assert_array_equal(a.G, b.G)
-    assert second.batches_done() is None
+    assert second.batches_done() is None and second.trained_to() == "after epoch 2"
 
 
 def test_resuming_a_finished_run_changes_nothing(tmp_path, capsys):

@@ -39,8 +39,7 @@ def probe(target: str, overrides: list[str], batch: int) -> str:
     else:
         trainer = load_run(path, overrides=overrides)
         sc = trainer.scenario
-        done = trainer.batches_done()
-        where = f"after epoch {len(trainer.counters.history)}" + (f" and {done} batches" if done else "")
+        where = trainer.trained_to()
     eng, net = trainer.engine, trainer.engine.network
     weights = [w.astype(np.float64) for w in eng.weights()]
     hi, lo = net.coupling_extremes(weights)

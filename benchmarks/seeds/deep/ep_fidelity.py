@@ -1,8 +1,9 @@
 """How close the EP estimate at practical settings is to its small-beta limit, block by block, at a run's
 weights.
 
-Loads the checkpoint of a run (its scenario and its weights after the last finished epoch; for a finished run, the
-crossbar part's trained state), or a scenario file (its initial weights; ``--set`` overrides apply), takes
+Loads the checkpoint of a run (its scenario and its weights as the checkpoint holds them: after the last finished
+epoch, or part way into the next when a running or stopped run wrote it mid-epoch, as the header says; for a finished
+run, the crossbar part's trained state), or a scenario file (its initial weights; ``--set`` overrides apply), takes
 ``--batch`` training samples, and computes the centered EP estimate for several (beta, free steps, nudged steps),
 all with tol 0 (every step run; ``--tol`` sets the settings' tolerance, to see what a run's early stop costs), against a reference at beta ``--ref-beta`` with long phases (and a second reference
 at 2.5 times that beta, to show the reference itself is settled). Prints, per setting and block, the cosine to the
@@ -67,7 +68,6 @@ def main() -> None:
         trainer = load_run(run, overrides=args.overrides)
         sc = trainer.scenario
     data = trainer.data
-    epochs = len(trainer.counters.history)
     eng = trainer.engine
     B = args.batch
     x, y = data.x_train[:B], data.targets(data.y_train[:B])
@@ -85,7 +85,7 @@ def main() -> None:
     n = args.ref_steps
     ref = estimate(args.ref_beta, n, n)
     blocks = [f"{e.src}->{e.dst}" for e in eng.edges]
-    where = f"{run} {' '.join(args.overrides)}: " + ("initial weights" if at_init else f"weights after epoch {epochs}")
+    where = f"{run} {' '.join(args.overrides)}: " + ("initial weights" if at_init else f"weights {trainer.trained_to()}")
     lines = [f"# {where}; {B} training samples; reference: centered EP at beta "
              f"{args.ref_beta}, {n} free and {n} nudged steps; {platform.processor() or platform.machine()}, "
              f"{numba.get_num_threads()} threads; compared settings at tol {args.tol:g}",
