@@ -19,6 +19,7 @@ torch is only in the ``test`` extra, so this module imports it on use.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -168,6 +169,20 @@ class Relaxed(FeedForward):
         return [s[l] for l in range(1, net.n_state_layers + 1)]
 
 
+@contextmanager
+def flushed_subnormals(torch):
+    """Within the block, float results below the smallest normal float (1.2e-38 in float32) are zero, on this
+    thread, for torch and NumPy alike (x86's flush-to-zero and denormals-are-zero flags); torch's default, off,
+    is restored after. Without it a deep stack whose gradients underflow into subnormal floats trains tens of
+    times slower on x86 (measured: the 13-layer ResNet without skips, 0.3 against 6 batches a second, one
+    thread, on the 2-core Zen 4 machine beside two EP runs), for values far below anything a weight update can carry."""
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def train_bp(scenario: Scenario, data: Dataset, progress: bool = True, on_epoch=None,
              train_logits: bool = False, relaxed: bool = False) -> dict:
     """Train the scenario's network with backprop; returns ``{"history": [...], "test_accuracy", ...,
@@ -178,8 +193,15 @@ def train_bp(scenario: Scenario, data: Dataset, progress: bool = True, on_epoch=
     holds ``"train_logits"``: the trained twin's logits of every training image, unaugmented, in the data set's
     order, shape (training samples, classes), float32: a teacher for ``ep.distill.logits``. With ``relaxed`` the
     network is the energy model's free phase (:class:`Relaxed`: ``ep.free_steps`` coordinate steps at
-    ``ep.omega``), trained by backprop through time, in training and in scoring.
+    ``ep.omega``), trained by backprop through time, in training and in scoring. Subnormal floats are flushed
+    to zero while it trains (:func:`flushed_subnormals`).
     """
+    torch = _torch()
+    with flushed_subnormals(torch):
+        return _train_bp(scenario, data, progress, on_epoch, train_logits, relaxed)
+
+
+def _train_bp(scenario, data, progress, on_epoch, train_logits, relaxed) -> dict:
     from tqdm import tqdm
 
     if data.regression:

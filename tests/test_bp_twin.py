@@ -71,6 +71,26 @@ def test_the_twin_learns_digits_and_is_reproducible():
         [r["test_accuracy"] for r in train_bp(sc, data, progress=False)["history"]]
 
 
+def _flushes() -> bool:
+    """Whether a subnormal float32 times one comes out zero on this thread."""
+    return float(torch.tensor([1e-40], dtype=torch.float32).mul(1.0)) == 0.0
+
+
+def test_the_twin_trains_with_subnormals_flushed_and_restores_the_default():
+    """Training flushes subnormal floats to zero (a deep stack's underflowing gradients otherwise slow x86 tens of
+    times); the caller's torch is left as torch's default has it, subnormals kept."""
+    from crossbar_sim.bp_twin import train_bp
+    from crossbar_sim.run import dataset_for
+
+    sc = load_scenario("scenarios/quickstart.yaml", overrides=["train.epochs=1", "ep.loss=cross_entropy",
+                                                                "network.sizes=[64, 20, 10]"])
+    assert not _flushes()
+    during = []
+    train_bp(sc, dataset_for(sc), progress=False, on_epoch=lambda row: during.append(_flushes()))
+    assert during == [True]
+    assert not _flushes()
+
+
 def test_a_regression_set_is_refused():
     from crossbar_sim.bp_twin import train_bp
     from crossbar_sim.run import dataset_for
