@@ -1,0 +1,101 @@
+"""Two trained weight sets, each scored in both models: the energy model's free equilibrium and the feedforward pass.
+
+An EP run trains the energy model (each layer pulled by the layers below and above it, its prediction the free
+phase's equilibrium); its backprop twin trains the same blocks as a feedforward net (:mod:`crossbar_sim.bp_twin`).
+Where EP lags its twin, this asks whether the two models compute the same function with the same weights: the EP
+run's weights (its checkpoint, as :func:`crossbar_sim.run.load_run` loads it) run feedforward, and the twin's
+weights (``weights.npz`` of ``bp_twin.py --out``) written into the EP run's network, on ideal devices, and relaxed
+with its free phase (at the run's ``ep.free_steps`` cap, or at each ``--steps``).
+
+    python benchmarks/seeds/deep/cross_eval.py benchmarks/results/deep/resnet13_aux_10ep \\
+        benchmarks/results/deep/resnet13_aux_bp_10ep --out benchmarks/results/deep/cross_eval_aux.md
+
+The EP run must be on ideal devices (its weights are its floating-point weights); its score in the energy model is
+computed again, and matches its history's at an epoch's end.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from crossbar_sim.bp_twin import FeedForward, _outputs, _torch
+from crossbar_sim.run import load_run
+from crossbar_sim.trainer import Trainer
+
+
+def twin_weights(twin: Path, trainer: Trainer) -> list[np.ndarray]:
+    """The twin's trained blocks in edge order, checked against the run's network."""
+    with np.load(twin / "weights.npz") as f:
+        weights = [f[f"arr_{k}"] for k in range(len(f.files))]
+    shapes = [a.W.shape for a in trainer.engine.arrays]
+    if [W.shape for W in weights] != shapes:
+        raise SystemExit(f"{twin}: its blocks {[W.shape for W in weights]} are not the run's network {shapes}")
+    return weights
+
+
+def relaxed_score(trainer: Trainer, weights, x, y) -> tuple[float, float, float]:
+    """Accuracy of the free equilibrium with ``weights`` written into the trainer's ideal arrays (at its
+    scenario's ``ep.free_steps`` cap); with the mean steps run and the seconds taken."""
+    for a, W in zip(trainer.engine.arrays, weights, strict=True):
+        a.W[:] = W * (1 if a.mask is None else a.mask)
+        a.refresh()
+    t0 = time.perf_counter()
+    score = trainer.evaluate(x, y)
+    return score, trainer.eval_mean_steps, time.perf_counter() - t0
+
+
+def feedforward_score(trainer: Trainer, weights, x, y) -> float:
+    torch = _torch()
+    model = FeedForward(trainer.network, [np.asarray(W, np.float32) for W in weights])
+    return float((_outputs(model, torch.from_numpy(np.asarray(x, np.float32))).argmax(1) == y).mean())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", help="an EP run directory on ideal devices (config.yaml and checkpoint.pkl)")
+    ap.add_argument("twin", help="its BP twin's directory (weights.npz)")
+    ap.add_argument("--steps", default=None, help="free-phase caps, comma-separated (default: the run's)")
+    ap.add_argument("--part", default="crossbar", choices=["crossbar", "ideal"],
+                    help="which part of the run (a run on non-ideal devices has an ideal twin part)")
+    ap.add_argument("--limit", type=int, default=None, help="the first N test samples only")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for the feedforward pass")
+    ap.add_argument("--out", default=None, help="also write the table here (markdown)")
+    args = ap.parse_args()
+    run, twin = Path(args.run), Path(args.twin)
+    trainer = load_run(run, args.part)
+    if not trainer.engine.model.ideal:
+        raise SystemExit(f"{run}: not on ideal devices; its weights are conductances, not the trained floats")
+    sc = trainer.scenario
+    steps = [int(s) for s in args.steps.split(",")] if args.steps else [sc.ep.free_steps]
+    _torch().set_num_threads(args.threads)
+    data = trainer.data
+    x, y = data.x_test[: args.limit], np.asarray(data.y_test[: args.limit])
+    ep_weights = trainer.engine.weights()
+    bp_weights = twin_weights(twin, trainer)
+    lines = [f"# {run} ({trainer.trained_to()}) and its twin {twin}: each weight set in both models", "",
+             f"{len(x)} test samples; the energy model's free phase: {sc.ep.dynamics} dynamics, omega {sc.ep.omega}, "
+             f"tol {sc.ep.tol:g}; {platform.machine()}, {numba.get_num_threads()} numba threads", "",
+             "| weights | model | test accuracy | mean free steps | seconds |", "| --- | --- | --- | --- | --- |"]
+    print("\n".join(lines), flush=True)
+    def row(text: str) -> None:
+        lines.append(text)
+        print(text, flush=True)
+
+    for name, weights in (("EP run", ep_weights), ("BP twin", bp_weights)):
+        row(f"| {name} | feedforward | {feedforward_score(trainer, weights, x, y):.4f} | | |")
+        for cap in steps:
+            capped = load_run(run, args.part, [f"ep.free_steps={cap}"])
+            score, mean_steps, seconds = relaxed_score(capped, weights, x, y)
+            row(f"| {name} | energy, {cap} free steps | {score:.4f} | {mean_steps:.1f} | {seconds:.0f} |")
+    if args.out:
+        Path(args.out).write_text("\n".join(lines) + "\n")
+        print(f"written: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
