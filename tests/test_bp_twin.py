@@ -76,9 +76,11 @@ def _flushes() -> bool:
     return float(torch.tensor([1e-40], dtype=torch.float32).mul(1.0)) == 0.0
 
 
-def test_the_twin_trains_with_subnormals_flushed_and_restores_the_default():
-    """Training flushes subnormal floats to zero (a deep stack's underflowing gradients otherwise slow x86 tens of
-    times); the caller's torch is left as torch's default has it, subnormals kept."""
+@pytest.mark.parametrize("flush", [False, True])
+def test_the_twin_flushes_subnormals_only_when_asked_and_restores_the_default(flush):
+    """``flush_subnormals`` (a deep stack's underflowing gradients otherwise slow x86 tens of times) holds while it
+    trains; off by default, so recorded twins give the same numbers; the caller's torch is left as torch's default
+    has it, subnormals kept."""
     from crossbar_sim.bp_twin import train_bp
     from crossbar_sim.run import dataset_for
 
@@ -86,8 +88,9 @@ def test_the_twin_trains_with_subnormals_flushed_and_restores_the_default():
                                                                 "network.sizes=[64, 20, 10]"])
     assert not _flushes()
     during = []
-    train_bp(sc, dataset_for(sc), progress=False, on_epoch=lambda row: during.append(_flushes()))
-    assert during == [True]
+    train_bp(sc, dataset_for(sc), progress=False, on_epoch=lambda row: during.append(_flushes()),
+             flush_subnormals=flush)
+    assert during == [flush]
     assert not _flushes()
 
 

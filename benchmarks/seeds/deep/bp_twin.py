@@ -8,6 +8,8 @@ column next to EP in the seeds' tables.
 ``--relaxed`` trains the energy model's free phase itself by backprop through time (BPTT over the scenario's
 ``ep.free_steps`` coordinate steps, feedback included) instead of the feedforward net.
 
+``--flush-subnormals`` treats subnormal floats as zero while training (``train_bp(flush_subnormals=True)``).
+
 ``--logits FILE`` also writes the trained twin's logits of the training set (a softmax readout only), the
 teacher that ``ep.distill.logits`` reads.
 """
@@ -37,6 +39,9 @@ def main() -> None:
     ap.add_argument("--relaxed", action="store_true",
                     help="train the energy model's free phase (ep.free_steps coordinate steps) by backprop through "
                          "time instead of the feedforward net")
+    ap.add_argument("--flush-subnormals", action="store_true",
+                    help="treat subnormal floats as zero while training: tens of times faster where gradients "
+                         "underflow (the ResNet without skips), but not the same numbers as without")
     args = ap.parse_args()
     if args.threads:
         import torch
@@ -50,13 +55,13 @@ def main() -> None:
               f"test accuracy {row['test_accuracy']:.4f}  ({row['seconds']:.0f} s)", flush=True)
 
     result = train_bp(scenario, dataset_for(scenario), on_epoch=on_epoch, train_logits=bool(args.logits),
-                      relaxed=args.relaxed)
+                      relaxed=args.relaxed, flush_subnormals=args.flush_subnormals)
     if args.logits:
         np.save(args.logits, result.pop("train_logits"))
         result["logits"] = args.logits
     np.savez(out / "weights.npz", *result.pop("weights"))  # arr_0, arr_1, ...: the blocks in edge order
     result.update(scenario=args.scenario, overrides=args.overrides, threads=args.threads, relaxed=args.relaxed,
-                  machine=platform.processor() or platform.machine())
+                  flush_subnormals=args.flush_subnormals, machine=platform.processor() or platform.machine())
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     with open(out / "history.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(result["history"][0]))
