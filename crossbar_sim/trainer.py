@@ -473,22 +473,34 @@ class Trainer:
         """Accuracy of the free equilibrium's prediction on (x, y); for regression, its mean half squared
         error (``self.metric`` names which). ``self.eval_mean_steps`` is left holding the mean number of
         relaxation steps a sample took."""
-        eng, ep = self.engine, self.scenario.ep
+        eng = self.engine
         bs = self.scenario.data.eval_batch_size
         score = 0.0
         sample_steps = 0
         for start in range(0, len(x), bs):
             xb = x[start: start + bs]
             B = len(xb)
-            S = np.zeros(B * eng.state_size(), dtype=np.float32)
-            dummy = np.zeros((B, self.data.n_classes), dtype=np.float32)
-            res = eng.settle(eng.input_dac(xb), dummy, S, 0.0, ep.free_steps, ep.dynamics, ep.tol, ep.eps,
-                             omega=ep.omega)
+            S, res = self._free_phase(xb)
             self.counters.eval_ops += eng.phase_ops(res, B, nudged=False) + eng.readout_ops(B)
             sample_steps += res.sample_steps
             score += self._score(eng.outputs(S, B), y[start: start + bs])
         self.eval_mean_steps = sample_steps / len(x)
         return score / len(x)
+
+    def _free_phase(self, xb: np.ndarray):
+        """The free equilibrium of the batch ``xb`` from zero states: the flat state and the phase's result."""
+        eng, ep = self.engine, self.scenario.ep
+        S = np.zeros(len(xb) * eng.state_size(), dtype=np.float32)
+        dummy = np.zeros((len(xb), self.data.n_classes), dtype=np.float32)
+        res = eng.settle(eng.input_dac(xb), dummy, S, 0.0, ep.free_steps, ep.dynamics, ep.tol, ep.eps,
+                         omega=ep.omega)
+        return S, res
+
+    def free_layers(self, x: np.ndarray) -> list[np.ndarray]:
+        """The state layers 1..L, each (samples, units), of the free equilibrium :meth:`evaluate` reads its
+        prediction from, for the samples ``x`` in one batch."""
+        S, _ = self._free_phase(x)
+        return [s.copy() for s in self.engine.layers(S, len(x))]
 
     def fit(self, on_epoch=None, on_batch=None) -> list[dict]:
         """Train up to the scenario's epochs (from where :meth:`load_state` left it: an epoch's end or a batch

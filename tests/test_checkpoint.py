@@ -209,6 +209,11 @@ def test_a_finished_run_keeps_its_trained_state(tmp_path):
         model = sc.hardware.device.build() if part == "crossbar" else get_model("ideal")()
         initial = Trainer(sc, trainer.data, model, label=part, progress=False).engine.weights()
         assert not all(np.array_equal(a, b) for a, b in zip(initial, trainer.engine.weights()))  # trained weights
+    ideal = load_run(out, "ideal")  # the free equilibrium's layers: the last is what evaluate scored (MSE readout)
+    layers = ideal.free_layers(ideal.data.x_test)
+    assert [s.shape for s in layers] == [(len(ideal.data.x_test), n) for n in ideal.network.sizes[1:]]
+    assert np.mean(layers[-1].argmax(1) == ideal.data.y_test) == pytest.approx(metrics["ideal"]["test_accuracy"],
+                                                                               abs=1e-12)
     longer = load_run(out, "ideal", ["ep.free_steps=40"])  # an inference setting may change, the shape not
     assert longer.scenario.ep.free_steps == 40
     longer.evaluate(longer.data.x_test[:50], longer.data.y_test[:50])

@@ -10,6 +10,9 @@ with its free phase (at the run's ``ep.free_steps`` cap, or at each ``--steps``)
     python benchmarks/seeds/deep/cross_eval.py benchmarks/results/deep/resnet13_aux_10ep \\
         benchmarks/results/deep/resnet13_aux_bp_10ep --out benchmarks/results/deep/cross_eval_aux.md
 
+A second table describes the state layers each way on the first ``--states`` test images (default 500): per layer
+the mean state, and the percentages of units at the activation's bound and at 0.
+
 The EP run must be on ideal devices (its weights are its floating-point weights); its score in the energy model is
 computed again, and matches its history's at an epoch's end.
 """
@@ -38,21 +41,36 @@ def twin_weights(twin: Path, trainer: Trainer) -> list[np.ndarray]:
     return weights
 
 
-def relaxed_score(trainer: Trainer, weights, x, y) -> tuple[float, float, float]:
-    """Accuracy of the free equilibrium with ``weights`` written into the trainer's ideal arrays (at its
-    scenario's ``ep.free_steps`` cap); with the mean steps run and the seconds taken."""
+def write_weights(trainer: Trainer, weights) -> None:
+    """Set the trainer's ideal arrays to ``weights`` (masked connections stay 0)."""
     for a, W in zip(trainer.engine.arrays, weights, strict=True):
         a.W[:] = W * (1 if a.mask is None else a.mask)
         a.refresh()
+
+
+def relaxed_score(trainer: Trainer, weights, x, y) -> tuple[float, float, float]:
+    """Accuracy of the free equilibrium with ``weights`` written into the trainer's ideal arrays (at its
+    scenario's ``ep.free_steps`` cap); with the mean steps run and the seconds taken."""
+    write_weights(trainer, weights)
     t0 = time.perf_counter()
     score = trainer.evaluate(x, y)
     return score, trainer.eval_mean_steps, time.perf_counter() - t0
 
 
+def feedforward(trainer: Trainer, weights) -> FeedForward:
+    return FeedForward(trainer.network, [np.asarray(W, np.float32) for W in weights])
+
+
 def feedforward_score(trainer: Trainer, weights, x, y) -> float:
     torch = _torch()
-    model = FeedForward(trainer.network, [np.asarray(W, np.float32) for W in weights])
-    return float((_outputs(model, torch.from_numpy(np.asarray(x, np.float32))).argmax(1) == y).mean())
+    return float((_outputs(feedforward(trainer, weights), torch.from_numpy(np.asarray(x, np.float32))).argmax(1)
+                  == y).mean())
+
+
+def layer_summary(layers, hi: float) -> str:
+    """Per layer: mean state / % of units at the bound ``hi`` / % at 0."""
+    return " | ".join(f"{s.mean():.2g} / {100 * (s >= hi).mean():.0f} / {100 * (s <= 0).mean():.0f}"
+                      for s in (np.asarray(s, np.float64) for s in layers))
 
 
 def main() -> None:
@@ -63,6 +81,7 @@ def main() -> None:
     ap.add_argument("--part", default="crossbar", choices=["crossbar", "ideal"],
                     help="which part of the run (a run on non-ideal devices has an ideal twin part)")
     ap.add_argument("--limit", type=int, default=None, help="the first N test samples only")
+    ap.add_argument("--states", type=int, default=500, help="test images for the state-layer table (0: none)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for the feedforward pass")
     ap.add_argument("--out", default=None, help="also write the table here (markdown)")
     args = ap.parse_args()
@@ -92,6 +111,22 @@ def main() -> None:
             capped = load_run(run, args.part, [f"ep.free_steps={cap}"])
             score, mean_steps, seconds = relaxed_score(capped, weights, x, y)
             row(f"| {name} | energy, {cap} free steps | {score:.4f} | {mean_steps:.1f} | {seconds:.0f} |")
+    if args.states:
+        torch, hi, xs = _torch(), trainer.network.activation.bound, data.x_test[: args.states]
+        L = trainer.network.n_state_layers
+        row("")
+        row(f"State layers on the first {len(xs)} test images: mean state / % of units at {hi:g} / % at 0; the "
+            f"energy model at the run's {sc.ep.free_steps}-step cap")
+        row("")
+        row("| weights | model | " + " | ".join(f"layer {l}" for l in range(1, L + 1)) + " |")
+        row("| --- | --- | " + " | ".join("---" for _ in range(L)) + " |")
+        for name, weights in (("EP run", ep_weights), ("BP twin", bp_weights)):
+            with torch.no_grad():
+                ff = [s.numpy() for s in feedforward(trainer, weights).layers(torch.from_numpy(
+                    np.asarray(xs, np.float32)))]
+            row(f"| {name} | feedforward | {layer_summary(ff, hi)} |")
+            write_weights(trainer, weights)
+            row(f"| {name} | energy | {layer_summary(trainer.free_layers(xs), hi)} |")
     if args.out:
         Path(args.out).write_text("\n".join(lines) + "\n")
         print(f"written: {args.out}")
