@@ -44,8 +44,7 @@ def twin_weights(twin: Path, trainer: Trainer) -> list[np.ndarray]:
 def write_weights(trainer: Trainer, weights) -> None:
     """Set the trainer's ideal arrays to ``weights`` (masked connections stay 0)."""
     for a, W in zip(trainer.engine.arrays, weights, strict=True):
-        a.W[:] = W * (1 if a.mask is None else a.mask)
-        a.refresh()
+        a.load_state({"W": W * (1 if a.mask is None else a.mask), "pulses_total": 0})
 
 
 def relaxed_score(trainer: Trainer, weights, x, y) -> tuple[float, float, float]:
