@@ -100,6 +100,7 @@ def main() -> None:
              f"tol {sc.ep.tol:g}; {platform.machine()}, {numba.get_num_threads()} numba threads", "",
              "| weights | model | test accuracy | mean free steps | seconds |", "| --- | --- | --- | --- | --- |"]
     print("\n".join(lines), flush=True)
+
     def row(text: str) -> None:
         lines.append(text)
         print(text, flush=True)
