@@ -160,7 +160,8 @@ class TrainConfig:
     keep_norm: bool = False
     # each block inside the dynamics keeps its largest singular value (of its weight rows as the array reads
     # them) at most this multiple of its initial one: after a write that exceeds it, the excess is written back
-    # off along the top singular pair (-(s - cap) u v^T). None: off. Holds the energy's coupling, hence whether
+    # off along the top singular pair (-(s - cap) u v^T), once per write: where a second singular value has
+    # passed the cap too, the block stays above it by that one's excess until later writes. None: off. Holds the energy's coupling, hence whether
     # the relaxation settles, where keep_norm does not (weights that align raise it at a fixed norm). A chip
     # would find u, v by a few alternating forward and transposed reads of the array (a power iteration); the
     # simulation takes an exact SVD and does not count those reads.

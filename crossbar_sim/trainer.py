@@ -187,7 +187,8 @@ def top_singular(W: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
 
 def spectral_excess(W: np.ndarray, cap: float, bias: bool = False) -> np.ndarray | None:
     """The write that brings the weight rows' largest singular value down to ``cap`` (``train.spectral_cap``):
-    ``-(s - cap) u v^T`` on the weight rows, zero on a bias row; None when ``s <= cap``."""
+    ``-(s - cap) u v^T`` on the weight rows, zero on a bias row; None when ``s <= cap``. Only the top pair: a
+    second singular value above ``cap`` is left (and becomes the largest)."""
     rows = len(W) - bias
     s, u, v = top_singular(W[:rows])
     if s <= cap:
