@@ -161,10 +161,11 @@ class TrainConfig:
     # each block inside the dynamics keeps its largest singular value (of its weight rows as the array reads
     # them) at most this multiple of its initial one: after a write that exceeds it, the excess is written back
     # off along the top singular pair (-(s - cap) u v^T), once per write: where a second singular value has
-    # passed the cap too, the block stays above it by that one's excess until later writes. None: off. Holds the energy's coupling, hence whether
-    # the relaxation settles, where keep_norm does not (weights that align raise it at a fixed norm). A chip
-    # would find u, v by a few alternating forward and transposed reads of the array (a power iteration); the
-    # simulation takes an exact SVD and does not count those reads.
+    # passed the cap too, the block stays above it by that one's excess (each write takes off the largest
+    # only). None: off. Holds the energy's coupling, hence whether the relaxation settles, where keep_norm does
+    # not (weights that align raise it at a fixed norm). A chip would find u, v by a few alternating forward and
+    # transposed reads of the array (a power iteration); the simulation takes an exact SVD and does not count
+    # those reads.
     spectral_cap: Union[float, None] = spec(None, lo=0.0, lo_open=True)
     # after each batch's write, the largest eigenvalue of the states' coupling on the units the batch's free
     # phase left strictly inside the activation's box (the energy's Hessian there is I - D C D; median over the

@@ -11,8 +11,9 @@ with its free phase (at the run's ``ep.free_steps`` cap, or at each ``--steps``)
         benchmarks/results/deep/resnet13_aux_bp_10ep --out benchmarks/results/deep/cross_eval_aux.md
 
 The first table gives each block's largest singular value in both weight sets against the run's
-``train.spectral_cap`` (``--blocks-only`` stops there, without scoring). The last describes the state layers each way on the first ``--states`` test images (default 500): per layer
-the mean state, and the percentages of units at the activation's bound and at 0.
+``train.spectral_cap`` (``--blocks-only`` stops there, without scoring). The last describes the state layers each
+way on the first ``--states`` test images (default 500): per layer the mean state, and the percentages of units at
+the activation's bound and at 0.
 
 The EP run must be on ideal devices (its weights are its floating-point weights); its score in the energy model is
 computed again, and matches its history's at an epoch's end.
@@ -135,7 +136,8 @@ def scores(args, trainer: Trainer, run: Path, ep_weights, bp_weights, row) -> No
     x, y = data.x_test[: args.limit], np.asarray(data.y_test[: args.limit])
     for text in ["", f"{len(x)} test samples; the energy model's free phase: {sc.ep.dynamics} dynamics, omega "
                  f"{sc.ep.omega}, tol {sc.ep.tol:g}; {platform.machine()}, {numba.get_num_threads()} numba threads",
-                 "", "| weights | model | test accuracy | mean free steps | seconds |", "| --- | --- | --- | --- | --- |"]:
+                 "", "| weights | model | test accuracy | mean free steps | seconds |",
+                 "| --- | --- | --- | --- | --- |"]:
         row(text)
     for name, weights in (("EP run", ep_weights), ("BP twin", bp_weights)):
         row(f"| {name} | feedforward | {feedforward_score(trainer, weights, x, y):.4f} | | |")
