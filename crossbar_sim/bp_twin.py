@@ -281,7 +281,7 @@ def _train_bp(scenario, data, progress, on_epoch, train_logits, relaxed) -> dict
             opt.step()
             for e, p, cap in zip(network.state_edges, model.params, caps or []):
                 W = p.detach().numpy()
-                excess = spectral_excess(W, cap, e.bias)
+                excess = spectral_excess(W, cap, e.bias, t.spectral_cap_pairs)
                 if excess is not None:
                     W += excess.astype(W.dtype)
             correct += int((out.argmax(1) == y_train[idx]).sum())

@@ -162,11 +162,15 @@ class TrainConfig:
     # them) at most this multiple of its initial one: after a write that exceeds it, the excess is written back
     # off along the top singular pair (-(s - cap) u v^T), once per write: where a second singular value has
     # passed the cap too, the block stays above it by that one's excess (each write takes off the largest
-    # only). None: off. Holds the energy's coupling, hence whether the relaxation settles, where keep_norm does
-    # not (weights that align raise it at a fixed norm). A chip would find u, v by a few alternating forward and
-    # transposed reads of the array (a power iteration); the simulation takes an exact SVD and does not count
-    # those reads.
+    # only; spectral_cap_pairs: all writes off every pair above the cap, and the cap holds). None: off. Holds
+    # the energy's coupling, hence whether the relaxation settles, where keep_norm does not (weights that align
+    # raise it at a fixed norm). A chip would find u, v by a few alternating forward and transposed reads of
+    # the array (a power iteration, deflated for each further pair); the simulation takes an exact SVD and
+    # does not count those reads.
     spectral_cap: Union[float, None] = spec(None, lo=0.0, lo_open=True)
+    # which singular pairs spectral_cap writes off: top (the largest only; the default, and what every run in
+    # benchmarks/ used) or all (each one above the cap)
+    spectral_cap_pairs: str = spec("top", choices=("top", "all"))
     # after each batch's write, the largest eigenvalue of the states' coupling on the units the batch's free
     # phase left strictly inside the activation's box (the energy's Hessian there is I - D C D; median over the
     # batch's first few free states, Network.free_coupling_max) is held at most this value: above it, every

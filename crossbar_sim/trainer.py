@@ -185,16 +185,21 @@ def top_singular(W: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     return float(S[0]), U[:, 0], Vt[0]
 
 
-def spectral_excess(W: np.ndarray, cap: float, bias: bool = False) -> np.ndarray | None:
-    """The write that brings the weight rows' largest singular value down to ``cap`` (``train.spectral_cap``):
-    ``-(s - cap) u v^T`` on the weight rows, zero on a bias row; None when ``s <= cap``. Only the top pair: a
-    second singular value above ``cap`` is left (and becomes the largest)."""
+def spectral_excess(W: np.ndarray, cap: float, bias: bool = False, pairs: str = "top") -> np.ndarray | None:
+    """The write that brings the weight rows' largest singular value down to ``cap`` (``train.spectral_cap``),
+    zero on a bias row; None when no singular value exceeds ``cap``. ``pairs`` (``train.spectral_cap_pairs``):
+    "top" writes ``-(s - cap) u v^T`` along the top pair only, so a second singular value above ``cap`` is
+    left (and becomes the largest); "all" writes ``-sum_i (s_i - cap) u_i v_i^T`` over every pair above it."""
     rows = len(W) - bias
-    s, u, v = top_singular(W[:rows])
-    if s <= cap:
+    U, S, Vt = np.linalg.svd(np.asarray(W[:rows], np.float64), full_matrices=False)
+    if S[0] <= cap:
         return None
     out = np.zeros(W.shape, np.float64)
-    out[:rows] = -(s - cap) * np.outer(u, v)
+    if pairs == "all":
+        over = int(np.sum(S > cap))
+        out[:rows] = -(U[:, :over] * (S[:over] - cap)) @ Vt[:over]
+    else:
+        out[:rows] = -(S[0] - cap) * np.outer(U[:, 0], Vt[0])
     return out
 
 
@@ -422,7 +427,8 @@ class Trainer:
             if watched:
                 self.diag.record_write(k, lr * g, array.W_view - before)
             if self.spectral_caps is not None and k < inner:  # after the diagnostics: not a lost update
-                excess = spectral_excess(array.W_view, self.spectral_caps[k], self.engine.edges[k].bias)
+                excess = spectral_excess(array.W_view, self.spectral_caps[k], self.engine.edges[k].bias,
+                                         self.scenario.train.spectral_cap_pairs)
                 if excess is not None:
                     array.apply(excess, self.rng["write"])
         if self.scenario.train.free_coupling_cap is not None:

@@ -280,3 +280,27 @@ def test_one_step_of_the_relaxed_twin_is_the_feedforward_twin():
     one = Relaxed(net, weights, 1).forward(x).detach().numpy()
     np.testing.assert_allclose(one, FeedForward(net, weights).forward(x).detach().numpy(), rtol=1e-5, atol=1e-6)
     assert np.abs(Relaxed(net, weights, 5).forward(x).detach().numpy() - one).max() > 1e-4  # the feedback acts
+
+
+@pytest.mark.parametrize("pairs", ["top", "all"])
+def test_the_twin_holds_its_spectral_cap_over_the_pairs_asked(pairs):
+    """As the EP run (train.spectral_cap_pairs): a cap under the initial largest singular value (0.5x), so that
+    several pairs start above it; over all pairs every inner block ends at its cap, over the top pair alone
+    above it."""
+    from crossbar_sim.bp_twin import train_bp
+    from crossbar_sim.run import dataset_for
+
+    over = ["train.epochs=1", "ep.loss=cross_entropy", "network.sizes=[64, 30, 20, 10]", "data.train_limit=64",
+            "data.batch_size=32", "train.lr=0.05", "train.spectral_cap=0.5", f"train.spectral_cap_pairs={pairs}"]
+    sc = load_scenario("scenarios/quickstart.yaml", overrides=over)
+    data = dataset_for(sc)
+    start = train_bp(load_scenario("scenarios/quickstart.yaml", overrides=over + ["train.lr=0.0",
+                                                                                  "train.spectral_cap=null"]),
+                     data, progress=False)["weights"]
+    end = train_bp(sc, data, progress=False)["weights"]
+    top = lambda W: np.linalg.svd(W[:-1].astype(np.float64), compute_uv=False)[0]
+    ratio = max(top(w1) / (0.5 * top(w0)) for w0, w1 in zip(start[:2], end[:2]))  # the two inner blocks
+    if pairs == "all":
+        assert ratio <= 1 + 1e-5
+    else:
+        assert ratio > 1.05

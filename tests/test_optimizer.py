@@ -66,6 +66,7 @@ def test_momentum_survives_a_checkpoint():
     ({"keep_norm": True}, {"update": {"mode": "pulse_trains"}}, "pulse trains write each phase's outer products directly"),
     ({"spectral_cap": 1.0}, {"update": {"mode": "pulse_trains"}}, "pulse trains write each phase's outer products directly"),
     ({"spectral_cap": 0.0}, {}, "train.spectral_cap"),
+    ({"spectral_cap": 1.0, "spectral_cap_pairs": "second"}, {}, "train.spectral_cap_pairs"),
     ({"bias_lr": 0.1}, {"update": {"mode": "pulse_trains"}}, "pulse trains write each phase's outer products directly"),
     ({"bias_lr": -1.0}, {}, "train.bias_lr"),
     ({"momentum": 1.0}, {}, "train.momentum: expected a value below 1"),
@@ -254,6 +255,35 @@ def test_spectral_excess_brings_the_top_singular_value_to_the_cap():
     np.testing.assert_array_equal(fixed[8], W[8])  # the bias row untouched
     assert spectral_excess(W, 1.01 * s0[0], bias=True) is None
     assert top_singular(W)[0] == pytest.approx(np.linalg.svd(W, compute_uv=False)[0])
+
+
+def test_spectral_excess_over_all_pairs_brings_each_one_above_the_cap_to_it():
+    rng = np.random.default_rng(7)
+    W = rng.normal(size=(9, 4))
+    s0 = np.linalg.svd(W[:8], compute_uv=False)
+    cap = 0.5 * (s0[1] + s0[2])  # two above the cap, two below
+    fixed = W + spectral_excess(W, cap, bias=True, pairs="all")
+    s1 = np.linalg.svd(fixed[:8], compute_uv=False)
+    np.testing.assert_allclose(s1, [cap, cap, s0[2], s0[3]], rtol=1e-9)
+    np.testing.assert_array_equal(fixed[8], W[8])
+    top = W + spectral_excess(W, cap, bias=True)  # the default: the second pair stays above
+    np.testing.assert_allclose(np.linalg.svd(top[:8], compute_uv=False)[:2], [s0[1], cap], rtol=1e-9)
+    assert spectral_excess(W, 1.01 * s0[0], bias=True, pairs="all") is None
+
+
+@pytest.mark.parametrize("pairs", ["top", "all"])
+def test_spectral_cap_over_all_pairs_holds_where_the_top_pair_alone_does_not(pairs):
+    """A cap under the initial largest singular value (0.5x), so that several pairs start above it: writing
+    off the top pair alone leaves the block over its cap; writing off every pair holds it."""
+    sc = load_scenario(raw={**RAW, "network": {"sizes": [64, 30, 20, 10]},
+                            "train": {"epochs": 1, "lr": 0.05, "spectral_cap": 0.5, "spectral_cap_pairs": pairs}})
+    tr = Trainer(sc, dataset_for(sc), sc.hardware.device.build(), progress=False)
+    tr.fit()
+    ratio = max(top_singular(a.W_view[:-1])[0] / c for a, c in zip(tr.engine.arrays, tr.spectral_caps))
+    if pairs == "all":
+        assert ratio <= 1 + 1e-5
+    else:
+        assert ratio > 1.05
 
 
 def test_spectral_cap_holds_the_inner_blocks_and_frees_the_readout():
