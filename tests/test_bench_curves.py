@@ -48,3 +48,9 @@ def test_a_malformed_pair_is_refused(curves, arg):
 def test_a_directory_without_history_is_refused(curves, tmp_path):
     with pytest.raises(SystemExit, match="no history.csv"):
         curves.read_history(tmp_path)
+
+
+def test_a_history_without_the_crossbar_runs_epochs_is_refused(curves, tmp_path):
+    run = _write(tmp_path / "ep", "run,epoch,train_accuracy,test_accuracy\nideal,1,0.5,0.5\n")
+    with pytest.raises(SystemExit, match="no finished epoch of the 'crossbar' run"):
+        curves.read_history(run)

@@ -29,6 +29,8 @@ def read_history(run: Path, name: str | None = "crossbar") -> dict[int, dict[str
             if "run" in row and row.pop("run") != name:
                 continue
             out[int(row["epoch"])] = {k: float(v) for k, v in row.items() if v not in ("", None)}
+    if not out:
+        raise SystemExit(f"{path}: no finished epoch" + (f" of the {name!r} run" if name else ""))
     return out
 
 
