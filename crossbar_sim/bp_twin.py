@@ -187,12 +187,16 @@ def flushed_subnormals(torch):
 
 
 def train_bp(scenario: Scenario, data: Dataset, progress: bool = True, on_epoch=None,
-             train_logits: bool = False, relaxed: bool = False, flush_subnormals: bool = False) -> dict:
+             train_logits: bool = False, relaxed: bool = False, flush_subnormals: bool = False,
+             on_batch=None) -> dict:
     """Train the scenario's network with backprop; returns ``{"history": [...], "test_accuracy", ...,
     "weights"}``, the last the trained blocks as float32 arrays in the network's edge order (bias row last).
 
     ``on_epoch(row)`` is called after each epoch with ``epoch``, ``train_accuracy`` (running, during the
-    epoch), ``test_accuracy`` and ``seconds``. With ``train_logits`` (a softmax readout only) the result also
+    epoch), ``test_accuracy`` and ``seconds``; ``on_batch(epoch, batches, correct, predict)`` after each batch,
+    with the batches done in this epoch, the training images right so far in it, and ``predict(x)``, the
+    twin's class for each row of ``x`` as it stands (it draws no random numbers, so watching changes nothing).
+    With ``train_logits`` (a softmax readout only) the result also
     holds ``"train_logits"``: the trained twin's logits of every training image, unaugmented, in the data set's
     order, shape (training samples, classes), float32: a teacher for ``ep.distill.logits``. With ``relaxed`` the
     network is the energy model's free phase (:class:`Relaxed`: ``ep.free_steps`` coordinate steps at
@@ -202,10 +206,10 @@ def train_bp(scenario: Scenario, data: Dataset, progress: bool = True, on_epoch=
     twin's first epoch scores 80.86% against 80.59%, its training accuracy equal to four digits).
     """
     with flushed_subnormals(_torch()) if flush_subnormals else nullcontext():
-        return _train_bp(scenario, data, progress, on_epoch, train_logits, relaxed)
+        return _train_bp(scenario, data, progress, on_epoch, train_logits, relaxed, on_batch)
 
 
-def _train_bp(scenario, data, progress, on_epoch, train_logits, relaxed) -> dict:
+def _train_bp(scenario, data, progress, on_epoch, train_logits, relaxed, on_batch) -> dict:
     from tqdm import tqdm
 
     if data.regression:
@@ -285,6 +289,9 @@ def _train_bp(scenario, data, progress, on_epoch, train_logits, relaxed) -> dict
                 if excess is not None:
                     W += excess.astype(W.dtype)
             correct += int((out.argmax(1) == y_train[idx]).sum())
+            if on_batch is not None:
+                on_batch(epoch, start // bs + 1, correct,
+                         lambda x: _outputs(model, torch.from_numpy(np.asarray(x, np.float32))).argmax(1))
         pred = _outputs(model, x_test).argmax(1)
         row = {"epoch": epoch, "train_accuracy": correct / len(x_train),
                "test_accuracy": float((pred == y_test).mean()), "seconds": time.perf_counter() - t0}

@@ -2,6 +2,8 @@
 import csv
 import importlib.util
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,3 +81,25 @@ def test_a_directory_without_a_run_is_refused(watch, tmp_path):
     (tmp_path / "config.yaml").write_text("name: x\n")
     assert watch.main([str(tmp_path), "--once", "--out", str(tmp_path / "w.csv")]) == 1  # no checkpoint yet
     assert not (tmp_path / "w.csv").exists()
+
+
+def test_the_twin_is_watched_every_n_batches(tmp_path):
+    """bp_twin.py --watch: a row every N batches, the epoch's test score and training accuracy at its end."""
+    out = tmp_path / "bp"
+    over = ["train.epochs=2", "ep.loss=cross_entropy", "data.train_limit=320", "data.batch_size=32"]
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "seeds" / "deep" / "bp_twin.py"),
+                           str(ROOT / "scenarios" / "quickstart.yaml"), "--out", str(out), "--threads", "1",
+                           "--watch", "5", "--watch-limit", "1000", *[a for o in over for a in ("--set", o)]],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader((out / "watch.csv").open()))
+    assert [(r["epoch"], r["batch"]) for r in rows] == [("1", "5"), ("1", "10"), ("2", "5"), ("2", "10")]
+    history = list(csv.DictReader((out / "history.csv").open()))
+    assert len(history) == 2 and rows[0]["test_images"] == "360"  # the digits' whole test split, under the limit
+    for end, h in zip((rows[1], rows[3]), history):
+        assert float(end["test_accuracy"]) == pytest.approx(float(h["test_accuracy"]), abs=1e-6)
+        assert float(end["running_train_accuracy"]) == pytest.approx(float(h["train_accuracy"]), abs=1e-6)
+    refused = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "seeds" / "deep" / "bp_twin.py"),
+                              str(ROOT / "scenarios" / "quickstart.yaml"), "--out", str(out), "--watch", "0"],
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "--watch 0" in refused.stderr

@@ -67,8 +67,19 @@ def test_the_twin_learns_digits_and_is_reproducible():
     data = dataset_for(sc)
     first = train_bp(sc, data, progress=False)
     assert first["test_accuracy"] > 0.8  # chance is 0.1
-    assert [r["test_accuracy"] for r in first["history"]] == \
-        [r["test_accuracy"] for r in train_bp(sc, data, progress=False)["history"]]
+    watched = []
+
+    def on_batch(epoch, batch, correct, predict):  # watching between batches changes no number of the run
+        watched.append((epoch, batch, correct, float((predict(data.x_test) == data.y_test).mean())))
+
+    again = train_bp(sc, data, progress=False, on_batch=on_batch)
+    assert [r["test_accuracy"] for r in first["history"]] == [r["test_accuracy"] for r in again["history"]]
+    per_epoch = -(-len(data.x_train) // sc.data.batch_size)
+    assert [(e, b) for e, b, _, _ in watched] == [(e, b) for e in (1, 2, 3) for b in range(1, per_epoch + 1)]
+    ends = [w for w in watched if w[1] == per_epoch]
+    assert [w[3] for w in ends] == [r["test_accuracy"] for r in first["history"]]  # the epoch's score, at its end
+    assert [w[2] / len(data.x_train) for w in ends] == [r["train_accuracy"] for r in first["history"]]
+    assert len({w[3] for w in watched}) > 5  # the scores move from batch to batch
 
 
 def _flushes() -> bool:

@@ -10,6 +10,10 @@ column next to EP in the seeds' tables.
 
 ``--flush-subnormals`` treats subnormal floats as zero while training (``train_bp(flush_subnormals=True)``).
 
+``--watch N`` scores the twin every N batches on the first ``--watch-limit`` test images and appends a row to
+``watch.csv`` in ``--out`` (epoch, batch, running training accuracy, test accuracy): the twin's side of
+``watch_run.py``. Watching changes no number of the run.
+
 ``--logits FILE`` also writes the trained twin's logits of the training set (a softmax readout only), the
 teacher that ``ep.distill.logits`` reads.
 """
@@ -42,7 +46,12 @@ def main() -> None:
     ap.add_argument("--flush-subnormals", action="store_true",
                     help="treat subnormal floats as zero while training: tens of times faster where gradients "
                          "underflow (the ResNet without skips), but not the same numbers as without")
+    ap.add_argument("--watch", type=int, default=None, metavar="N",
+                    help="score the twin every N batches on the first --watch-limit test images (watch.csv)")
+    ap.add_argument("--watch-limit", type=int, default=2000)
     args = ap.parse_args()
+    if args.watch is not None and args.watch < 1:
+        ap.error(f"--watch {args.watch}: expected a number of batches of at least 1")
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
@@ -54,8 +63,22 @@ def main() -> None:
         print(f"BP twin epoch {row['epoch']:3d}  train accuracy {row['train_accuracy']:.4f}  "
               f"test accuracy {row['test_accuracy']:.4f}  ({row['seconds']:.0f} s)", flush=True)
 
-    result = train_bp(scenario, dataset_for(scenario), on_epoch=on_epoch, train_logits=bool(args.logits),
-                      relaxed=args.relaxed, flush_subnormals=args.flush_subnormals)
+    data = dataset_for(scenario)
+    on_batch = None
+    if args.watch:
+        x, y = data.x_test[: args.watch_limit], np.asarray(data.y_test[: args.watch_limit])
+        watch = out / "watch.csv"
+        watch.write_text("epoch,batch,running_train_accuracy,test_images,test_accuracy\n")
+        bs = scenario.data.batch_size
+
+        def on_batch(epoch, batch, correct, predict):
+            if batch % args.watch == 0:
+                acc = float((predict(x) == y).mean())
+                with open(watch, "a") as fh:
+                    fh.write(f"{epoch},{batch},{correct / min(batch * bs, len(data.x_train)):.6f},{len(y)},{acc:.6f}\n")
+
+    result = train_bp(scenario, data, on_epoch=on_epoch, train_logits=bool(args.logits),
+                      relaxed=args.relaxed, flush_subnormals=args.flush_subnormals, on_batch=on_batch)
     if args.logits:
         np.save(args.logits, result.pop("train_logits"))
         result["logits"] = args.logits
