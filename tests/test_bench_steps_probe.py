@@ -1,5 +1,4 @@
 """benchmarks/seeds/deep/steps_probe.py: a trained run read after n free steps, against the engine's own reading."""
-import importlib.util
 import re
 from pathlib import Path
 
@@ -7,17 +6,14 @@ import pytest
 
 from crossbar_sim.cli import main as cli
 from crossbar_sim.run import load_run
+from tests.helpers.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "seeds" / "deep" / "steps_probe.py"
 
 
 @pytest.fixture(scope="module")
 def probe():
-    spec = importlib.util.spec_from_file_location("steps_probe", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("steps_probe")
 
 
 @pytest.fixture(scope="module")

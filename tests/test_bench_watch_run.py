@@ -1,6 +1,5 @@
 """benchmarks/seeds/deep/watch_run.py: a run's checkpoints scored between its epochs."""
 import csv
-import importlib.util
 import pickle
 import subprocess
 import sys
@@ -13,19 +12,16 @@ from crossbar_sim import checkpoint
 from crossbar_sim.config import load_scenario
 from crossbar_sim.run import dataset_for, load_run
 from crossbar_sim.trainer import Trainer
+from tests.helpers.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "seeds" / "deep" / "watch_run.py"
 OVER = ["hardware.device.model=ideal", "compare_ideal=false", "data.train_limit=256", "train.epochs=2",
         "ep.loss=cross_entropy"]
 
 
 @pytest.fixture(scope="module")
 def watch():
-    spec = importlib.util.spec_from_file_location("watch_run", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("watch_run")
 
 
 @pytest.fixture(scope="module")
