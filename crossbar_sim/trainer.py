@@ -340,6 +340,12 @@ class Trainer:
         """Batches of the epoch in progress already trained (a mid-epoch checkpoint), or None at an epoch's end."""
         return None if self._partial is None else self._partial["next_batch"]
 
+    def running_train_score(self) -> float | None:
+        """The training score (accuracy, for classification) of the epoch in progress over its batches so far (a
+        mid-epoch checkpoint), or None at an epoch's end."""
+        done = self.batches_done()
+        return None if not done else self._partial["score"] / (done * self.scenario.data.batch_size)
+
     def trained_to(self) -> str:
         """Where training stands, for tools that label what they measured: "after epoch N", plus "and B batches
         of the next" when a mid-epoch checkpoint was loaded (its weights are those after batch B, not epoch N's)."""

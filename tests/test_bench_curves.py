@@ -1,18 +1,14 @@
 """benchmarks/seeds/deep/curves.py: EP runs beside their twins, epoch by epoch, from their history files."""
-import importlib.util
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "seeds" / "deep" / "curves.py"
+from tests.helpers.scripts import load_script
 
 
 @pytest.fixture
 def curves():
-    spec = importlib.util.spec_from_file_location("curves", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("curves")
 
 
 def _write(path: Path, text: str) -> Path:

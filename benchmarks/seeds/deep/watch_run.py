@@ -32,16 +32,15 @@ def score(run: Path, limit: int | None) -> dict:
     if saved is None:
         raise checkpoint.CheckpointError(f"{run}: no {checkpoint.FILE} yet")
     part = saved["current"] or next(iter(saved["done"]))
-    trainer = load_run(run, part)
-    partial = saved["trainer"].get("partial") if saved["current"] == part else None
-    epoch = len(trainer.counters.history) + (1 if partial else 0)
-    batch = partial["next_batch"] if partial else 0
-    bs = trainer.scenario.data.batch_size
+    trainer = load_run(run, part)  # reads the checkpoint again: where training stood comes from this read alone
+    batch = trainer.batches_done() or 0
+    epoch = len(trainer.counters.history) + (1 if batch else 0)
+    running = trainer.running_train_score()
     x, y = trainer.data.x_test[:limit], trainer.data.y_test[:limit]
     t0 = time.perf_counter()
     acc = trainer.evaluate(x, y)
     return {"clock": time.strftime("%Y-%m-%d %H:%M:%S"), "trained_to": trainer.trained_to(), "epoch": epoch,
-            "batch": batch, "running_train_accuracy": f"{partial['score'] / (batch * bs):.6f}" if batch else "",
+            "batch": batch, "running_train_accuracy": "" if running is None else f"{running:.6f}",
             "test_images": len(x), "test_accuracy": f"{acc:.6f}", "mean_free_steps": f"{trainer.eval_mean_steps:.2f}",
             "eval_seconds": f"{time.perf_counter() - t0:.1f}"}
 
